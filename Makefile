@@ -1,0 +1,61 @@
+# The README's commands. Everything installs into .venv from requirements.lock.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+# uv does not read pip's settings: give it the system CA bundle when there is one.
+export SSL_CERT_FILE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+export PYTHONPATH := $(CURDIR)
+export CT_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: install lock lint format test test-fast run data serve bench clean help
+
+help:
+	@echo "make run    start Airflow, MLflow and seed a first batch (then trigger ct_churn)"
+	@echo "make test   install everything and run lint + the whole test suite"
+	@echo "make data   drop the next day's churn batch into the landing zone"
+	@echo "make lock   re-resolve requirements.txt into requirements.lock"
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.lock | $(PY)
+	@test -x $(UV) || $(PY) -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) pip sync --python $(PY) requirements.lock
+	@touch $@
+
+install: $(VENV)/.installed  ## build .venv from the lock file (idempotent)
+
+lock: | $(PY)
+	@test -x $(UV) || $(PY) -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) pip compile --python-version 3.11 requirements.txt -o requirements.lock
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy include
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not integration and not e2e"
+
+run: install
+	bash scripts/run_local.sh
+
+data: install
+	$(PY) -m include.ct.datagen churn
+
+bench: install
+	@echo "No benchmarks yet: see the open benchmark issue."
+
+clean:
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

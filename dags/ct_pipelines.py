@@ -1,0 +1,171 @@
+"""DAG factory: one continuous-training DAG ``ct_<name>`` per pipeline YAML.
+
+Only wiring lives here; the work is in ``include.ct`` behind the operators of ``ct_airflow``.
+A broken config yields an import error naming its file and key; the other DAGs still load.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.standard.operators.python import ShortCircuitOperator
+from airflow.sdk import DAG, Param
+
+from ct_airflow.operators import (
+    EvaluateChallengerOperator,
+    ExtractBatchesOperator,
+    RegisterChampionOperator,
+    TrainChallengerOperator,
+    ValidateDataOperator,
+)
+from include.ct.config import ConfigError, PipelineConfig, iter_pipeline_configs
+
+SERVICE_RETRIES = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=20),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+DAG_DOC = """
+### Continuous training of `{model}`
+
+{description}
+
+**Flow:** extract new batches from `{landing}` → validate with the Great Expectations suite
+built from `{config_file}` → train a scikit-learn Pipeline (MLflow run) → evaluate challenger
+against the serving `champion` on the same held-out rows → gate → register and move the
+`champion` alias.
+
+* Primary metric **{metric}**; floor {threshold}, margin over the champion {margin},
+  max slice drop {slice_drop} on slices {slices}.
+* Trigger it by hand with **force** to retrain without new data, or override the margin.
+* Bad batches are moved to the quarantine folder with an HTML/JSON report (see the
+  *Validation report* link on the validate task).
+"""
+
+
+def _promote_or_stop(decision: dict[str, Any]) -> bool:
+    """Short-circuit: continue to registration only if the gate promoted the challenger."""
+    print(f"Gate decision: {decision['summary']}")
+    return bool(decision["promote"])
+
+
+def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
+    """Wire the CT tasks for one pipeline."""
+    params = {
+        "force": Param(
+            False,
+            type="boolean",
+            title="Force a run without new data",
+            description="Retrain on the accepted data even if no new batch arrived.",
+        ),
+        "min_improvement": Param(
+            None,
+            type=["null", "number"],
+            title="Promotion margin override",
+            description=(
+                f"How much better than the champion the challenger must be, in {config.metric} "
+                f"units. Empty uses the config's {config.promotion.min_improvement}."
+            ),
+        ),
+        "reason": Param(
+            "",
+            type="string",
+            title="Reason",
+            description="Why you trigger this run; recorded on the MLflow run.",
+            maxLength=500,
+        ),
+    }
+    with DAG(
+        dag_id=config.dag_id,
+        description=config.description or f"Continuous training of {config.registered_model_name}",
+        schedule=config.schedule,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=["continuous-training", config.task, *config.tags],
+        params=params,
+        default_args={"owner": config.owner, "retries": 1, "retry_delay": timedelta(seconds=30)},
+        doc_md=DAG_DOC.format(
+            model=config.registered_model_name,
+            description=config.description or "",
+            landing=config.landing_path,
+            config_file=config_file.name,
+            metric=config.metric,
+            threshold=config.promotion.threshold,
+            margin=config.promotion.min_improvement,
+            slice_drop=config.promotion.max_slice_drop,
+            slices=config.slices or "none",
+        ),
+    ) as dag:
+        extract = ExtractBatchesOperator(
+            task_id="extract",
+            pipeline=config.name,
+            force="{{ params.force }}",
+            doc_md="Snapshot every batch waiting in the landing zone to immutable Parquet; the "
+            "content hash is the data version. Nothing new and not forced: the run is skipped.",
+        )
+        validate = ValidateDataOperator(
+            task_id="validate",
+            pipeline=config.name,
+            snapshot=extract.output,
+            doc_md="Great Expectations suite from the config on every batch. Schema skew stops "
+            "the run and quarantines the batch with its report; value skew (PSI against the "
+            "champion's training data) is recorded.",
+        )
+        train = TrainChallengerOperator(
+            task_id="train",
+            pipeline=config.name,
+            snapshot=extract.output,
+            doc_md="Fit the scikit-learn Pipeline on the accepted data window and log it to "
+            "MLflow with params, metrics, signature, datasets, plots and lineage tags.",
+            **SERVICE_RETRIES,
+        )
+        evaluate = EvaluateChallengerOperator(
+            task_id="evaluate",
+            pipeline=config.name,
+            trained=train.output,
+            min_improvement="{{ params.min_improvement }}",
+            doc_md="Score challenger and champion on the same held-out rows, overall and per "
+            "slice, and record the promotion decision with its reasons on the MLflow run.",
+            **SERVICE_RETRIES,
+        )
+        gate = ShortCircuitOperator(
+            task_id="gate",
+            python_callable=_promote_or_stop,
+            op_args=[evaluate.output],
+            doc_md="Continue to registration only if the challenger was promoted; a rejection "
+            "leaves the champion untouched (the reasons are on the evaluate task and MLflow run).",
+        )
+        register = RegisterChampionOperator(
+            task_id="register_and_promote",
+            pipeline=config.name,
+            trained=train.output,
+            decision=evaluate.output,
+            doc_md="Register the model version, check it loads and predicts through the pyfunc "
+            "interface, then move the `champion` alias (once, even on retry).",
+            **SERVICE_RETRIES,
+        )
+        extract >> validate >> train >> evaluate >> gate >> register
+    return dag
+
+
+class BrokenPipelineDag(DAG):
+    """Stands in for a pipeline whose YAML is invalid, so only that pipeline fails to import."""
+
+    def validate(self) -> None:  # type: ignore[override]
+        raise _CONFIG_ERRORS[self.dag_id]
+
+
+_CONFIG_ERRORS: dict[str, ConfigError] = {}
+
+for _path, _loaded in iter_pipeline_configs():
+    if isinstance(_loaded, ConfigError):
+        _dag_id = f"ct_{_path.stem}"
+        _CONFIG_ERRORS[_dag_id] = _loaded
+        globals()[_dag_id] = BrokenPipelineDag(dag_id=_dag_id, schedule=None)
+    else:
+        globals()[_loaded.dag_id] = build_dag(_loaded, _path)

@@ -1,0 +1,1 @@
+"""The continuous-training library: runs and is tested without Airflow."""

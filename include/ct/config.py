@@ -1,0 +1,264 @@
+"""Pipeline configuration: one YAML file per model, validated with pydantic.
+
+A config error names the file, the key and what is wrong, so a broken YAML breaks only its own DAG.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUNDLED_PIPELINES_DIR = REPO_ROOT / "include" / "pipelines"
+
+Metric = Literal["accuracy", "f1", "f1_macro", "roc_auc", "log_loss", "rmse", "mae", "r2"]
+CLASSIFICATION_METRICS: frozenset[str] = frozenset({"accuracy", "f1", "f1_macro", "roc_auc", "log_loss"})
+REGRESSION_METRICS: frozenset[str] = frozenset({"rmse", "mae", "r2"})
+LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "rmse", "mae"})
+
+CLASSIFIERS = ("logistic_regression", "random_forest", "hist_gradient_boosting")
+REGRESSORS = ("ridge", "random_forest", "hist_gradient_boosting")
+
+
+class ConfigError(ValueError):
+    """A pipeline config is invalid; the message names the file and the key."""
+
+    def __init__(self, path: Path | str, key: str, problem: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{self.path}: key '{key}': {problem}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureSpec(_Strict):
+    """Schema of one input column."""
+
+    type: Literal["integer", "float", "category", "boolean"]
+    min: float | None = None
+    max: float | None = None
+    values: list[str | int | bool] | None = None
+    nullable: bool = False
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FeatureSpec:
+        if self.type == "category" and not self.values:
+            raise ValueError("a category feature needs its allowed 'values'")
+        if self.type != "category" and self.values is not None:
+            raise ValueError("'values' is only for category features")
+        if self.type in ("category", "boolean") and (self.min is not None or self.max is not None):
+            raise ValueError("'min'/'max' are only for numeric features")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type in ("integer", "float")
+
+
+class SourceSpec(_Strict):
+    """Where batches come from: files in the landing zone or rows of a SQL table."""
+
+    type: Literal["files", "sql"] = "files"
+    path: str | None = None
+    conn_id: str | None = None
+    query: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SourceSpec:
+        if self.type == "sql" and not (self.conn_id and self.query):
+            raise ValueError("a sql source needs 'conn_id' and 'query'")
+        return self
+
+
+class PromotionSpec(_Strict):
+    """The gate, in the metric's own direction."""
+
+    threshold: float
+    min_improvement: float = 0.0
+    max_slice_drop: float = 0.05
+    min_slice_rows: int = Field(default=30, ge=1)
+
+
+class ModelSpec(_Strict):
+    """The estimator at the end of the scikit-learn Pipeline."""
+
+    type: str = "hist_gradient_boosting"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingSpec(_Strict):
+    """How the training set is assembled and split."""
+
+    test_size: float = Field(default=0.25, gt=0, lt=1)
+    window: int | None = Field(default=None, ge=1, description="most recent accepted snapshots")
+    random_state: int = 42
+
+
+class ValidationSpec(_Strict):
+    """Data checks beyond the per-feature schema."""
+
+    min_rows: int = Field(default=1, ge=0)
+    drift_threshold: float = Field(default=0.2, gt=0, description="PSI above which a feature drifted")
+
+
+class PipelineConfig(_Strict):
+    """One continuous-training pipeline: its data, schema, model and promotion gate."""
+
+    name: str
+    task: Literal["classification", "regression"]
+    source: SourceSpec = Field(default_factory=SourceSpec)
+    target: str
+    target_values: list[str | int | bool] | None = None
+    timestamp: str | None = None
+    features: dict[str, FeatureSpec]
+    slices: list[str] = Field(default_factory=list)
+    metric: Metric
+    metrics: list[Metric] = Field(default_factory=list)
+    promotion: PromotionSpec
+    schedule: str | None = "@daily"
+    model_name: str | None = None
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    owner: str = "mlops"
+    tags: list[str] = Field(default_factory=list)
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", value):
+            raise ValueError("use lowercase letters, digits and '_', starting with a letter")
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, value: dict[str, FeatureSpec]) -> dict[str, FeatureSpec]:
+        if not value:
+            raise ValueError("at least one feature is required")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineConfig:
+        allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        for metric in (self.metric, *self.metrics):
+            if metric not in allowed:
+                raise ValueError(
+                    f"metric '{metric}' does not fit a {self.task} task (use one of {sorted(allowed)})"
+                )
+        if self.target in self.features:
+            raise ValueError(f"target '{self.target}' must not also be a feature")
+        for column in self.slices:
+            spec = self.features.get(column)
+            if spec is None:
+                raise ValueError(f"slice column '{column}' is not a feature")
+            if spec.type not in ("category", "boolean"):
+                raise ValueError(f"slice column '{column}' must be a category or boolean feature")
+        estimators = CLASSIFIERS if self.task == "classification" else REGRESSORS
+        if self.model.type not in estimators:
+            raise ValueError(f"model type '{self.model.type}' is not one of {list(estimators)}")
+        if self.target_values is not None and self.task != "classification":
+            raise ValueError("'target_values' is only for classification")
+        return self
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.model_name or self.name
+
+    @property
+    def dag_id(self) -> str:
+        return f"ct_{self.name}"
+
+    @property
+    def all_metrics(self) -> list[str]:
+        return list(dict.fromkeys([self.metric, *self.metrics]))
+
+    @property
+    def landing_path(self) -> str:
+        return self.source.path or f"landing/{self.name}"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.features)
+
+
+def metric_higher_is_better(metric: str) -> bool:
+    """Whether a bigger value of ``metric`` is better."""
+    return metric not in LOWER_IS_BETTER
+
+
+def _error_key(error: dict[str, Any], raw: dict[str, Any]) -> str:
+    loc = [str(part) for part in error.get("loc", ())]
+    return ".".join(loc) if loc else "(top level)"
+
+
+def load_pipeline_config(path: str | Path) -> PipelineConfig:
+    """Read and validate one pipeline YAML file, raising ConfigError naming file and key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, "(syntax)", f"not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(path, "(file)", f"cannot be read: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "(top level)", "must be a mapping of keys to values")
+    for required in ("name", "target", "task", "features", "metric", "promotion"):
+        if required not in raw:
+            raise ConfigError(path, required, "is required but missing")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = _error_key(dict(first), raw)
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        got = first.get("input")
+        if first.get("type") == "extra_forbidden":
+            message = "unknown key (check its spelling)"
+        elif got is not None and not isinstance(got, dict | list) and key != "(top level)":
+            message = f"{message} (got {got!r})"
+        raise ConfigError(path, key, message) from exc
+
+
+def pipeline_config_paths() -> list[Path]:
+    """Every pipeline YAML: the bundled ones, then those in ``CT_PIPELINES_DIR`` when set."""
+    folders = [BUNDLED_PIPELINES_DIR]
+    extra = os.environ.get("CT_PIPELINES_DIR")
+    if extra:
+        folders.append(Path(extra))
+    paths: list[Path] = []
+    for folder in folders:
+        if folder.is_dir():
+            paths.extend(sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]))
+    return paths
+
+
+def iter_pipeline_configs() -> Iterator[tuple[Path, PipelineConfig | ConfigError]]:
+    """Load every config, yielding the error in place of the config for broken files."""
+    for path in pipeline_config_paths():
+        try:
+            yield path, load_pipeline_config(path)
+        except ConfigError as exc:
+            yield path, exc
+
+
+def find_pipeline_config(name: str) -> PipelineConfig:
+    """The config whose ``name`` is ``name``; used by CLIs and tasks."""
+    for path, loaded in iter_pipeline_configs():
+        if isinstance(loaded, PipelineConfig) and loaded.name == name:
+            return loaded
+        if isinstance(loaded, ConfigError) and path.stem == name:
+            raise loaded
+    raise KeyError(f"no pipeline config named '{name}' in {[str(p) for p in pipeline_config_paths()]}")

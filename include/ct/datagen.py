@@ -1,0 +1,226 @@
+"""Example data: realistic daily batches for the churn pipeline, or any config's schema.
+
+Seeded, with switches for distribution drift, label (concept) drift and a broken schema, so the
+whole pipeline (validation, quarantine, gate, drift) can be exercised without real data.
+
+    python -m include.ct.datagen churn              # drop the next day's batch
+    python -m include.ct.datagen churn --drift 0.8  # covariate drift
+    python -m include.ct.datagen churn --break wrong_type
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from include.ct.config import PipelineConfig, find_pipeline_config
+from include.ct.storage import data_dir, pipeline_paths
+
+Breakage = Literal["missing_column", "wrong_type", "out_of_range", "unexpected_column"]
+BREAKAGES: tuple[str, ...] = ("missing_column", "wrong_type", "out_of_range", "unexpected_column")
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def churn_batch(
+    rows: int, *, day: int, seed: int = 0, drift: float = 0.0, label_drift: float = 0.0
+) -> pd.DataFrame:
+    """One day of subscription customers and whether they churned.
+
+    ``drift`` (0..1) shifts who the customers are (shorter tenure, more support calls, more
+    month-to-month contracts); ``label_drift`` (0..1) changes how churn depends on them.
+    """
+    rng = np.random.default_rng([seed, day])
+    contract = rng.choice(
+        ["month_to_month", "one_year", "two_year"],
+        size=rows,
+        p=_mix([0.5, 0.3, 0.2], [0.8, 0.15, 0.05], drift),
+    )
+    plan = rng.choice(
+        ["basic", "plus", "premium"], size=rows, p=_mix([0.5, 0.35, 0.15], [0.3, 0.4, 0.3], drift)
+    )
+    region = rng.choice(["north", "south", "east", "west"], size=rows, p=[0.3, 0.25, 0.25, 0.2])
+    tenure = np.clip(rng.gamma(2.0, 14.0 * (1 - 0.6 * drift), size=rows), 0, 240).round().astype(int)
+    support_calls = rng.poisson(1.2 + 2.5 * drift, size=rows).astype(int)
+    base_fee = pd.Series(plan).map({"basic": 25.0, "plus": 55.0, "premium": 95.0}).to_numpy()
+    monthly_fee = np.round(base_fee + rng.normal(0, 6, size=rows), 2).clip(0)
+    fee = pd.Series(monthly_fee, dtype="float64")
+    fee[rng.random(rows) < 0.02] = np.nan  # billing export gaps: the schema allows nulls
+
+    m2m = (contract == "month_to_month").astype(float)
+    two_year = (contract == "two_year").astype(float)
+    fee_effect = 0.015 * (np.nan_to_num(monthly_fee, nan=50.0) - 50)
+    logit = -1.2 + 1.6 * m2m - 1.2 * two_year - 0.045 * tenure + 0.45 * support_calls + fee_effect
+    # Concept drift: support calls stop mattering, premium customers start leaving.
+    logit = logit + label_drift * (-0.45 * support_calls + 1.8 * (plan == "premium") + 0.3)
+    churned = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    start = EPOCH + timedelta(days=day)
+    seconds = np.sort(rng.integers(0, 86_400, size=rows))
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{day:04d}-{i:05d}" for i in range(rows)],
+            "event_time": [start + timedelta(seconds=int(s)) for s in seconds],
+            "tenure_months": tenure,
+            "plan": plan,
+            "contract": contract,
+            "region": region,
+            "monthly_fee": fee,
+            "support_calls": support_calls,
+            "churned": churned,
+        }
+    )
+
+
+def _mix(base: list[float], drifted: list[float], amount: float) -> list[float]:
+    mixed = [(1 - amount) * b + amount * d for b, d in zip(base, drifted, strict=True)]
+    total = sum(mixed)
+    return [m / total for m in mixed]
+
+
+def schema_batch(
+    config: PipelineConfig, rows: int, *, day: int, seed: int = 0, drift: float = 0.0
+) -> pd.DataFrame:
+    """Rows that satisfy any config's schema, with a learnable target (for tests and demos)."""
+    rng = np.random.default_rng([seed, day, 7])
+    columns: dict[str, object] = {}
+    signal = np.zeros(rows)
+    for index, (name, spec) in enumerate(config.features.items()):
+        weight = (index % 3 + 1) * (1 if index % 2 == 0 else -1)
+        if spec.is_numeric:
+            low = spec.min if spec.min is not None else 0.0
+            high = spec.max if spec.max is not None else low + 100.0
+            span = high - low
+            centre = low + span * (0.5 + 0.25 * drift)
+            values = np.clip(rng.normal(centre, span / 6, size=rows), low, high)
+            signal += weight * (values - (low + span / 2)) / span
+            columns[name] = values.round().astype(int) if spec.type == "integer" else values.round(3)
+        elif spec.type == "boolean":
+            flags = rng.random(rows) < 0.5 + 0.3 * drift
+            signal += weight * 0.5 * flags
+            columns[name] = flags
+        else:
+            values_list = list(spec.values or [])
+            picks = rng.integers(0, len(values_list), size=rows)
+            signal += weight * 0.4 * (picks / max(len(values_list) - 1, 1))
+            columns[name] = [values_list[i] for i in picks]
+    if config.task == "regression":
+        columns[config.target] = (10 * signal + rng.normal(0, 1, size=rows)).round(4)
+    else:
+        labels = config.target_values or [0, 1]
+        probability = 1 / (1 + np.exp(-3 * signal))
+        columns[config.target] = [labels[1] if p else labels[0] for p in rng.random(rows) < probability]
+    if config.timestamp:
+        start = EPOCH + timedelta(days=day)
+        columns[config.timestamp] = [
+            start + timedelta(seconds=int(s)) for s in np.sort(rng.integers(0, 86_400, size=rows))
+        ]
+    return pd.DataFrame(columns)
+
+
+def break_batch(frame: pd.DataFrame, config: PipelineConfig, breakage: str) -> pd.DataFrame:
+    """Damage a batch the way upstream systems do, for validation and quarantine drills."""
+    broken = frame.copy()
+    numeric = [n for n, s in config.features.items() if s.is_numeric]
+    categorical = [n for n, s in config.features.items() if s.type == "category"]
+    if breakage == "missing_column":
+        return broken.drop(columns=[numeric[-1] if numeric else config.feature_names[-1]])
+    if breakage == "unexpected_column":
+        broken["debug_flag"] = 1
+        return broken
+    if breakage == "wrong_type":
+        column = numeric[0]
+        broken[column] = broken[column].astype(str)
+        broken.loc[broken.index[::7], column] = "twelve"  # not "n/a": CSV readers take that as null
+        return broken
+    if breakage == "out_of_range":
+        low = config.features[numeric[0]].min if numeric else None
+        if low is not None:
+            broken.loc[broken.index[::5], numeric[0]] = low - 10
+        if categorical:
+            broken[categorical[0]] = broken[categorical[0]].astype(object)
+            broken.loc[broken.index[::9], categorical[0]] = "unknown_value"
+        return broken
+    raise ValueError(f"unknown breakage '{breakage}', use one of {BREAKAGES}")
+
+
+def next_day(config: PipelineConfig) -> int:
+    """One past the highest ``day_NNNN`` file ever landed (landing, archive or quarantine)."""
+    paths = pipeline_paths(config)
+    days = [
+        int(match.group(1))
+        for folder in (paths.landing, paths.archive, paths.quarantine)
+        if folder.exists()
+        for path in folder.rglob("day_*")
+        if (match := re.match(r"day_(\d+)", path.name))
+    ]
+    return max(days, default=0) + 1
+
+
+def write_batch(
+    config: PipelineConfig,
+    *,
+    day: int | None = None,
+    rows: int = 2000,
+    seed: int = 0,
+    drift: float = 0.0,
+    label_drift: float = 0.0,
+    breakage: str | None = None,
+    fmt: str = "csv",
+) -> Path:
+    """Generate one day's batch and drop it atomically into the pipeline's landing zone."""
+    day = next_day(config) if day is None else day
+    if config.name == "churn":
+        frame = churn_batch(rows, day=day, seed=seed, drift=drift, label_drift=label_drift)
+        frame = frame[[*config.features, config.target, *([config.timestamp] if config.timestamp else [])]]
+    else:
+        frame = schema_batch(config, rows, day=day, seed=seed, drift=drift)
+    if breakage:
+        frame = break_batch(frame, config, breakage)
+    landing = pipeline_paths(config).landing
+    landing.mkdir(parents=True, exist_ok=True)
+    target = landing / f"day_{day:04d}.{fmt}"
+    partial = landing / f".{target.name}.partial"
+    if fmt == "parquet":
+        frame.to_parquet(partial, index=False)
+    else:
+        frame.to_csv(partial, index=False)
+    partial.rename(target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("pipeline", nargs="?", default="churn", help="pipeline config name")
+    parser.add_argument("--day", type=int, help="day number (default: the next one)")
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--drift", type=float, default=0.0, help="covariate drift 0..1")
+    parser.add_argument("--label-drift", type=float, default=0.0, help="concept drift 0..1")
+    parser.add_argument("--break", dest="breakage", choices=BREAKAGES, help="write a broken batch")
+    parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    args = parser.parse_args(argv)
+    config = find_pipeline_config(args.pipeline)
+    path = write_batch(
+        config,
+        day=args.day,
+        rows=args.rows,
+        seed=args.seed,
+        drift=args.drift,
+        label_drift=args.label_drift,
+        breakage=args.breakage,
+        fmt=args.format,
+    )
+    print(f"wrote {path} (CT_DATA_DIR={data_dir()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

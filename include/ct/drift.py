@@ -1,0 +1,101 @@
+"""Value skew: per-feature Population Stability Index of new data against a training reference.
+
+The reference profile is saved with every trained model, so drift is always measured against
+what the serving champion actually learned from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from include.ct.config import PipelineConfig
+
+BINS = 10
+EPSILON = 1e-4
+
+
+def reference_profile(config: PipelineConfig, frame: pd.DataFrame) -> dict[str, Any]:
+    """Per-feature distribution summary of a training set (quantile bins or category shares)."""
+    profile: dict[str, Any] = {"rows": len(frame), "features": {}}
+    for name, spec in config.features.items():
+        column = frame[name]
+        if spec.is_numeric:
+            values = pd.to_numeric(column, errors="coerce").dropna().to_numpy(dtype=float)
+            if values.size == 0:
+                continue
+            edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)))
+            shares = _numeric_shares(values, edges)
+            profile["features"][name] = {
+                "kind": "numeric",
+                "edges": edges.tolist(),
+                "shares": shares.tolist(),
+            }
+        else:
+            shares_series = column.astype(str).value_counts(normalize=True)
+            profile["features"][name] = {
+                "kind": "categorical",
+                "shares": {str(k): float(v) for k, v in shares_series.items()},
+            }
+    return profile
+
+
+def _numeric_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    if edges.size < 2:
+        return np.array([1.0])
+    inner = edges[1:-1]
+    counts = np.bincount(np.searchsorted(inner, values, side="right"), minlength=edges.size - 1)
+    return counts / max(values.size, 1)
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Population Stability Index between two share vectors (0 = identical)."""
+    expected = np.clip(expected, EPSILON, None)
+    actual = np.clip(actual, EPSILON, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def feature_drift(profile: dict[str, Any], frame: pd.DataFrame) -> dict[str, float]:
+    """PSI of every profiled feature of ``frame`` against the reference ``profile``."""
+    scores: dict[str, float] = {}
+    for name, ref in profile.get("features", {}).items():
+        if name not in frame.columns:
+            continue
+        if ref["kind"] == "numeric":
+            values = pd.to_numeric(frame[name], errors="coerce").dropna().to_numpy(dtype=float)
+            if values.size == 0:
+                continue
+            actual = _numeric_shares(values, np.asarray(ref["edges"]))
+            scores[name] = psi(np.asarray(ref["shares"]), actual)
+        else:
+            actual_series = frame[name].astype(str).value_counts(normalize=True)
+            categories = sorted(set(ref["shares"]) | {str(k) for k in actual_series.index})
+            expected = np.array([ref["shares"].get(c, 0.0) for c in categories])
+            actual_shares = {str(k): float(v) for k, v in actual_series.items()}
+            scores[name] = psi(expected, np.array([actual_shares.get(c, 0.0) for c in categories]))
+    return scores
+
+
+def drifted_features(scores: dict[str, float], threshold: float) -> list[str]:
+    """Features whose PSI exceeds ``threshold``, worst first."""
+    return [name for name, value in sorted(scores.items(), key=lambda kv: -kv[1]) if value > threshold]
+
+
+def value_skew_against_champion(config: PipelineConfig, frame: pd.DataFrame) -> dict[str, Any]:
+    """PSI of ``frame`` against the serving champion's training reference (recorded, not gating)."""
+    from include.ct import registry
+
+    champion = registry.get_champion(config)
+    if champion is None or not champion.run_id:
+        return {"champion": None, "psi": {}, "drifted": []}
+    profile = registry.download_json(champion.run_id, "reference/profile.json")
+    if not profile:
+        return {"champion": champion.version, "psi": {}, "drifted": []}
+    scores = feature_drift(profile, frame)
+    return {
+        "champion": champion.version,
+        "psi": {name: round(value, 4) for name, value in scores.items()},
+        "drifted": drifted_features(scores, config.validation.drift_threshold),
+    }

@@ -1,0 +1,292 @@
+"""Evaluate: score challenger and champion on the same held-out rows and decide promotion.
+
+The gate promotes only if the challenger clears the absolute floor, beats the champion by the
+configured margin and no slice drops by more than allowed; with no champion the floor decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from include.ct import registry
+from include.ct.config import PipelineConfig, metric_higher_is_better
+from include.ct.train import coerce_to_schema
+
+log = logging.getLogger(__name__)
+
+
+def compute_metrics(
+    config: PipelineConfig, model: Any, features: pd.DataFrame, target: pd.Series
+) -> dict[str, float]:
+    """Every metric of the config for ``model`` on the given rows (NaN where undefined)."""
+    from sklearn import metrics as skm
+
+    results: dict[str, float] = {}
+    if config.task == "regression":
+        predicted = np.asarray(model.predict(features), dtype=float)
+        actual = np.asarray(target, dtype=float)
+        for metric in config.all_metrics:
+            if metric == "rmse":
+                results[metric] = float(math.sqrt(skm.mean_squared_error(actual, predicted)))
+            elif metric == "mae":
+                results[metric] = float(skm.mean_absolute_error(actual, predicted))
+            elif metric == "r2":
+                results[metric] = float(skm.r2_score(actual, predicted)) if len(actual) > 1 else math.nan
+        return results
+
+    predicted = model.predict(features)
+    classes = list(model.classes_)
+    binary = len(classes) == 2
+    probabilities = model.predict_proba(features) if hasattr(model, "predict_proba") else None
+    single_class = pd.Series(target).nunique() < 2
+    for metric in config.all_metrics:
+        if metric == "accuracy":
+            results[metric] = float(skm.accuracy_score(target, predicted))
+        elif metric == "f1":
+            if binary:
+                value = skm.f1_score(target, predicted, pos_label=classes[1], zero_division=0)
+            else:
+                value = skm.f1_score(target, predicted, average="weighted", zero_division=0)
+            results[metric] = float(value)
+        elif metric == "f1_macro":
+            results[metric] = float(skm.f1_score(target, predicted, average="macro", zero_division=0))
+        elif metric == "roc_auc":
+            if probabilities is None or single_class:
+                results[metric] = math.nan
+            elif binary:
+                results[metric] = float(
+                    skm.roc_auc_score(pd.Series(target) == classes[1], probabilities[:, 1])
+                )
+            else:
+                results[metric] = float(
+                    skm.roc_auc_score(target, probabilities, multi_class="ovr", labels=classes)
+                )
+        elif metric == "log_loss":
+            results[metric] = (
+                math.nan
+                if probabilities is None
+                else float(skm.log_loss(target, probabilities, labels=classes))
+            )
+    return results
+
+
+def slice_metrics(config: PipelineConfig, model: Any, test: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The primary metric on every slice value with enough rows, keyed ``column=value``."""
+    results: dict[str, dict[str, float]] = {}
+    features = config.feature_names
+    for column in config.slices:
+        for value, rows in test.groupby(column, dropna=False, observed=True):
+            if len(rows) < config.promotion.min_slice_rows:
+                continue
+            score = compute_metrics(config, model, rows[features], rows[config.target])[config.metric]
+            if not math.isnan(score):
+                results[f"{column}={value}"] = {config.metric: score, "rows": float(len(rows))}
+    return results
+
+
+@dataclass
+class GateDecision:
+    """The promotion decision and every reason behind it."""
+
+    promote: bool
+    metric: str
+    challenger: float
+    champion: float | None
+    delta: float | None
+    threshold: float
+    min_improvement: float
+    reasons: list[str] = field(default_factory=list)
+    slice_drops: dict[str, float] = field(default_factory=dict)
+    champion_version: str | None = None
+
+    @property
+    def summary(self) -> str:
+        verdict = "promote" if self.promote else "reject"
+        return f"{verdict}: " + "; ".join(self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "summary": self.summary}
+
+
+def decide(
+    config: PipelineConfig,
+    challenger: dict[str, float],
+    challenger_slices: dict[str, dict[str, float]],
+    champion: dict[str, float] | None,
+    champion_slices: dict[str, dict[str, float]] | None,
+    *,
+    min_improvement: float | None = None,
+    champion_version: str | None = None,
+) -> GateDecision:
+    """Apply the floor, the margin over the champion and the slice guard, in the metric's direction."""
+    metric = config.metric
+    sign = 1.0 if metric_higher_is_better(metric) else -1.0
+    margin = config.promotion.min_improvement if min_improvement is None else min_improvement
+    value = challenger[metric]
+    decision = GateDecision(
+        promote=True,
+        metric=metric,
+        challenger=value,
+        champion=None,
+        delta=None,
+        threshold=config.promotion.threshold,
+        min_improvement=margin,
+        champion_version=champion_version,
+    )
+    better, worse = ("above", "below") if sign > 0 else ("below", "above")
+    if math.isnan(value):
+        decision.promote = False
+        decision.reasons.append(f"{metric} is undefined on the held-out data")
+        return decision
+    if sign * (value - config.promotion.threshold) < 0:
+        decision.promote = False
+        decision.reasons.append(f"{metric} {value:.4f} is {worse} the threshold {config.promotion.threshold}")
+    else:
+        decision.reasons.append(f"{metric} {value:.4f} clears the threshold {config.promotion.threshold}")
+
+    if champion is None or math.isnan(champion.get(metric, math.nan)):
+        decision.reasons.append("no champion to compare with: the threshold alone decides")
+        return decision
+
+    decision.champion = champion[metric]
+    improvement = sign * (value - decision.champion)
+    decision.delta = value - decision.champion
+    if improvement < margin or (margin <= 0 and improvement == 0):
+        decision.promote = False
+        decision.reasons.append(
+            f"{metric} {value:.4f} vs champion v{champion_version} {decision.champion:.4f}: "
+            f"improvement {improvement:+.4f} does not reach the required margin {margin:+.4f}"
+        )
+    else:
+        decision.reasons.append(
+            f"{metric} {value:.4f} is {better} champion v{champion_version} "
+            f"{decision.champion:.4f} by {abs(improvement):.4f} (margin {margin})"
+        )
+    for slice_key, champ_slice in (champion_slices or {}).items():
+        chal_slice = challenger_slices.get(slice_key)
+        if chal_slice is None:
+            continue
+        drop = sign * (champ_slice[metric] - chal_slice[metric])
+        decision.slice_drops[slice_key] = drop
+        if drop > config.promotion.max_slice_drop:
+            decision.promote = False
+            decision.reasons.append(
+                f"slice {slice_key}: {metric} drops by {drop:.4f} "
+                f"(max allowed {config.promotion.max_slice_drop})"
+            )
+    return decision
+
+
+def evaluate_challenger(
+    config: PipelineConfig,
+    run_id: str,
+    test_path: str,
+    *,
+    min_improvement: float | None = None,
+) -> GateDecision:
+    """Score the challenger run and the current champion on ``test_path`` and log the decision."""
+    import mlflow
+
+    from include.ct.plots import comparison_plot
+
+    test = coerce_to_schema(config, pd.read_parquet(test_path))
+    features = config.feature_names
+    challenger_model = registry.load_model(f"runs:/{run_id}/model")
+    challenger = compute_metrics(config, challenger_model, test[features], test[config.target])
+    challenger_slices = slice_metrics(config, challenger_model, test)
+
+    champion_version = registry.get_champion(config)
+    champion: dict[str, float] | None = None
+    champion_slices: dict[str, dict[str, float]] | None = None
+    extra_reason = None
+    if champion_version is not None and champion_version.run_id == run_id:
+        decision = GateDecision(
+            False,
+            config.metric,
+            challenger[config.metric],
+            challenger[config.metric],
+            0.0,
+            config.promotion.threshold,
+            min_improvement or config.promotion.min_improvement,
+            [f"run {run_id} is already the champion (v{champion_version.version})"],
+            champion_version=champion_version.version,
+        )
+        _log_decision(run_id, decision, challenger, None, challenger_slices, None)
+        return decision
+    if champion_version is not None:
+        try:
+            champion_model = registry.load_model(
+                f"models:/{config.registered_model_name}/{champion_version.version}"
+            )
+            champion = compute_metrics(config, champion_model, test[features], test[config.target])
+            champion_slices = slice_metrics(config, champion_model, test)
+        except Exception as exc:  # noqa: BLE001 - e.g. the schema changed since the champion
+            extra_reason = f"champion v{champion_version.version} could not be scored ({exc})"
+            log.warning(extra_reason)
+
+    decision = decide(
+        config,
+        challenger,
+        challenger_slices,
+        champion,
+        champion_slices,
+        min_improvement=min_improvement,
+        champion_version=champion_version.version if champion_version else None,
+    )
+    if extra_reason:
+        decision.reasons.insert(0, extra_reason)
+    _log_decision(run_id, decision, challenger, champion, challenger_slices, champion_slices)
+    with tempfile.TemporaryDirectory() as tmp_dir, mlflow.start_run(run_id=run_id):
+        plot = comparison_plot(config, decision, challenger_slices, champion_slices, Path(tmp_dir))
+        mlflow.log_artifact(str(plot), artifact_path="evaluation")
+    log.info("Gate decision for run %s: %s", run_id, decision.summary)
+    return decision
+
+
+def _log_decision(
+    run_id: str,
+    decision: GateDecision,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    challenger_slices: dict[str, dict[str, float]],
+    champion_slices: dict[str, dict[str, float]] | None,
+) -> None:
+    import mlflow
+
+    def clean(name: str) -> str:
+        return "".join(ch if ch.isalnum() or ch in "_-./" else "_" for ch in name)
+
+    with mlflow.start_run(run_id=run_id):
+        values = {f"eval_challenger_{k}": v for k, v in challenger.items() if not math.isnan(v)}
+        if champion:
+            values.update({f"eval_champion_{k}": v for k, v in champion.items() if not math.isnan(v)})
+        if decision.delta is not None:
+            values["eval_delta"] = decision.delta
+        for key, slice_values in challenger_slices.items():
+            values[clean(f"slice_{key}_{decision.metric}")] = slice_values[decision.metric]
+        mlflow.log_metrics(values)
+        mlflow.set_tags(
+            {
+                "ct.decision": "promote" if decision.promote else "reject",
+                "ct.decision_reason": decision.summary[:5000],
+                "ct.compared_with_champion": str(decision.champion_version or "none"),
+            }
+        )
+        mlflow.log_dict(
+            {
+                **decision.to_dict(),
+                "challenger_metrics": challenger,
+                "champion_metrics": champion,
+                "challenger_slices": challenger_slices,
+                "champion_slices": champion_slices,
+            },
+            "evaluation/decision.json",
+        )

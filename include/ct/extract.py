@@ -1,0 +1,175 @@
+"""Extract: turn the batches waiting in the landing zone into one immutable Parquet snapshot.
+
+The snapshot's content hash is the data version; the same files always give the same version,
+so a retried or repeated extract never duplicates data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from include.ct.config import PipelineConfig
+from include.ct.storage import file_sha256, pipeline_paths, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+BATCH_SUFFIXES = (".csv", ".parquet")
+MANIFEST = "manifest.json"
+
+
+class NoNewDataError(Exception):
+    """Nothing arrived since the last run and the run was not forced."""
+
+
+@dataclass
+class BatchInfo:
+    """One arrived file and what extract made of it."""
+
+    file: str
+    sha256: str
+    rows: int | None = None
+    part: str | None = None
+    read_error: str | None = None
+
+
+@dataclass
+class Snapshot:
+    """An immutable snapshot of the batches one run consumes."""
+
+    pipeline: str
+    data_version: str
+    path: str
+    batches: list[BatchInfo] = field(default_factory=list)
+    new_data: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Snapshot:
+        batches = [BatchInfo(**batch) for batch in payload.get("batches", [])]
+        return cls(**{**payload, "batches": batches})
+
+    @property
+    def rows(self) -> int:
+        return sum(batch.rows or 0 for batch in self.batches)
+
+
+def pending_batches(config: PipelineConfig) -> list[Path]:
+    """Batch files waiting in the landing zone, oldest name first; partial uploads are ignored."""
+    landing = pipeline_paths(config).landing
+    if not landing.is_dir():
+        return []
+    return sorted(
+        path
+        for path in landing.iterdir()
+        if path.is_file() and path.suffix.lower() in BATCH_SUFFIXES and not path.name.startswith((".", "_"))
+    )
+
+
+def read_batch(path: Path) -> pd.DataFrame:
+    """Read one batch file as delivered, without coercing it to the schema."""
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def data_version_of(hashes: list[tuple[str, str]]) -> str:
+    """Content hash over (file name, file hash) pairs: the data version."""
+    digest = hashlib.sha256()
+    for name, sha in sorted(hashes):
+        digest.update(f"{name}\0{sha}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def extract(config: PipelineConfig, *, force: bool = False) -> Snapshot:
+    """Snapshot every pending batch; with none, raise NoNewDataError unless ``force``."""
+    paths = pipeline_paths(config)
+    files = pending_batches(config)
+    if not files:
+        if not force:
+            raise NoNewDataError(f"no new batch in {paths.landing}")
+        accepted = accepted_versions(config)
+        if not accepted:
+            raise NoNewDataError(
+                f"forced run, but no batch in {paths.landing} and no accepted data to retrain on"
+            )
+        log.info("Forced run without new data: retraining on %d accepted snapshots", len(accepted))
+        version = data_version_of([(v, v) for v in accepted])
+        return Snapshot(config.name, version, str(paths.snapshots), [], new_data=False)
+
+    hashes = [(path.name, file_sha256(path)) for path in files]
+    version = data_version_of(hashes)
+    target = paths.snapshots / version
+    manifest = target / MANIFEST
+    if manifest.exists():
+        log.info("Snapshot %s already exists (a retry or a repeated trigger): reusing it", version)
+        return Snapshot.from_dict(_read_json(manifest))
+
+    staging = paths.snapshots / f".{version}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "parts").mkdir(parents=True)
+    batches: list[BatchInfo] = []
+    for index, (path, (_, sha)) in enumerate(zip(files, hashes, strict=True), start=1):
+        info = BatchInfo(file=path.name, sha256=sha)
+        try:
+            frame = read_batch(path)
+            part = f"parts/{index:05d}-{path.stem}.parquet"
+            frame.to_parquet(staging / part, index=False)
+            info.rows, info.part = len(frame), part
+            log.info("Batch %d/%d %s: %d rows", index, len(files), path.name, len(frame))
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not fatal here
+            info.read_error = f"{type(exc).__name__}: {exc}"
+            log.warning("Batch %s cannot be read: %s", path.name, info.read_error)
+        batches.append(info)
+
+    snapshot = Snapshot(config.name, version, str(target), batches, new_data=True)
+    write_json_atomic(staging / MANIFEST, snapshot.to_dict())
+    if target.exists():  # a concurrent run finished the same snapshot first
+        shutil.rmtree(staging, ignore_errors=True)
+    else:
+        staging.rename(target)
+    log.info("Snapshot %s: %d batches, %d rows", version, len(batches), snapshot.rows)
+    return snapshot
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    payload: dict[str, Any] = json.loads(path.read_text())
+    return payload
+
+
+def accepted_versions(config: PipelineConfig) -> list[str]:
+    """Data versions that passed validation, in acceptance order."""
+    accepted = pipeline_paths(config).accepted
+    if not accepted.is_dir():
+        return []
+    records = [_read_json(path) for path in accepted.glob("*.json")]
+    records.sort(key=lambda record: (record.get("accepted_at", ""), record["data_version"]))
+    return [record["data_version"] for record in records]
+
+
+def load_training_data(config: PipelineConfig) -> tuple[pd.DataFrame, str, list[str]]:
+    """All accepted snapshots inside the training window, their combined version and members."""
+    versions = accepted_versions(config)
+    if config.training.window:
+        versions = versions[-config.training.window :]
+    if not versions:
+        raise NoNewDataError(f"pipeline '{config.name}' has no accepted data yet")
+    paths = pipeline_paths(config)
+    frames = []
+    for version in versions:
+        snapshot = Snapshot.from_dict(_read_json(paths.snapshots / version / MANIFEST))
+        for batch in snapshot.batches:
+            if batch.part:
+                frames.append(pd.read_parquet(Path(snapshot.path) / batch.part))
+    frame = pd.concat(frames, ignore_index=True)
+    return frame, data_version_of([(v, v) for v in versions]), versions

@@ -1,0 +1,204 @@
+"""MLflow access: experiments, lineage-tagged runs, registered versions and the ``champion`` alias.
+
+Every write is idempotent: a retried task finds what an earlier attempt made instead of adding
+a second run or version, and the alias moves only when it points elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from include.ct.config import REPO_ROOT, PipelineConfig
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+log = logging.getLogger(__name__)
+
+CHAMPION_ALIAS = "champion"
+TAG_PREFIX = "ct."
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model came from: pipeline, Airflow run, data and code versions, trigger."""
+
+    pipeline: str
+    dag_id: str
+    run_id: str
+    data_version: str
+    training_data_version: str = ""
+    code_version: str = ""
+    trigger: str = "manual"
+    reason: str = ""
+
+    def tags(self) -> dict[str, str]:
+        return {f"{TAG_PREFIX}{key}": str(value) for key, value in asdict(self).items() if value}
+
+
+def code_version() -> str:
+    """The deployed code's version: ``CT_CODE_VERSION`` or the git commit of the repo."""
+    explicit = os.environ.get("CT_CODE_VERSION")
+    if explicit:
+        return explicit
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def client() -> MlflowClient:
+    """An MlflowClient on ``MLFLOW_TRACKING_URI``."""
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def experiment_name(config: PipelineConfig) -> str:
+    return config.dag_id
+
+
+def ensure_experiment(config: PipelineConfig) -> str:
+    """The pipeline's experiment id, created on first use."""
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(experiment_name(config))
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    try:
+        return str(mlflow.create_experiment(experiment_name(config)))
+    except mlflow.exceptions.MlflowException:  # created concurrently
+        experiment = mlflow.get_experiment_by_name(experiment_name(config))
+        assert experiment is not None
+        return str(experiment.experiment_id)
+
+
+def find_training_run(config: PipelineConfig, lineage: Lineage) -> str | None:
+    """A finished training run of the same Airflow run on the same data, if a retry already made one."""
+    experiment_id = ensure_experiment(config)
+    runs = client().search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`ct.run_id` = '{lineage.run_id}' and "
+            f"tags.`ct.training_data_version` = '{lineage.training_data_version}' and "
+            "attributes.status = 'FINISHED'"
+        ),
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def get_champion(config: PipelineConfig) -> ModelVersion | None:
+    """The version holding the ``champion`` alias, or None before the first promotion."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client().get_model_version_by_alias(config.registered_model_name, CHAMPION_ALIAS)
+    except MlflowException:
+        return None
+
+
+def register_version(config: PipelineConfig, run_id: str, tags: dict[str, str]) -> ModelVersion:
+    """Register the run's model once; a retry returns the version an earlier attempt made."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client()
+    name = config.registered_model_name
+    with contextlib.suppress(MlflowException):  # it already exists
+        mlflow_client.create_registered_model(
+            name, description=config.description or f"Continuous-training model of {config.dag_id}"
+        )
+    existing = mlflow_client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if existing:
+        version = max(existing, key=lambda v: int(v.version))
+        log.info("Run %s is already registered as %s v%s (retry)", run_id, name, version.version)
+        return version
+    import mlflow
+
+    # MLflow 3 keeps the model as a LoggedModel: registering through the run URI resolves it.
+    version = mlflow.register_model(f"runs:/{run_id}/model", name, tags=tags)
+    log.info("Registered %s version %s from run %s", name, version.version, run_id)
+    return version
+
+
+def set_version_tags(config: PipelineConfig, version: str, tags: dict[str, str]) -> None:
+    mlflow_client = client()
+    for key, value in tags.items():
+        mlflow_client.set_model_version_tag(config.registered_model_name, version, key, value)
+
+
+def move_champion(config: PipelineConfig, version: str, reason: str) -> str | None:
+    """Point ``champion`` at ``version``; returns the previous champion version (None if none).
+
+    A repeated call for the version already holding the alias moves nothing.
+    """
+    previous = get_champion(config)
+    if previous is not None and previous.version == version:
+        log.info("champion already points at version %s: not moving it again", version)
+        return str(previous.tags.get(f"{TAG_PREFIX}previous_champion") or "") or None
+    mlflow_client = client()
+    previous_version = previous.version if previous is not None else None
+    set_version_tags(
+        config,
+        version,
+        {
+            f"{TAG_PREFIX}previous_champion": str(previous_version or ""),
+            f"{TAG_PREFIX}promotion_reason": reason,
+        },
+    )
+    mlflow_client.set_registered_model_alias(config.registered_model_name, CHAMPION_ALIAS, version)
+    log.info("champion: %s -> %s (%s)", previous_version, version, reason)
+    return previous_version
+
+
+def load_model(uri: str) -> Any:
+    """Load a scikit-learn model logged by this project."""
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(uri)
+
+
+def download_json(run_id: str, artifact_path: str) -> Any | None:
+    """A JSON artifact of a run, or None if it has none."""
+    import json
+
+    import mlflow
+
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path)
+    except Exception:  # noqa: BLE001 - a missing artifact is an expected answer
+        return None
+    return json.loads(Path(local).read_text())
+
+
+def ui_base_url() -> str | None:
+    """The MLflow UI address for links: ``CT_MLFLOW_UI_URL`` or an http tracking URI."""
+    explicit = os.environ.get("CT_MLFLOW_UI_URL")
+    if explicit:
+        return explicit.rstrip("/")
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
+
+
+def run_url(experiment_id: str, run_id: str) -> str | None:
+    base = ui_base_url()
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}" if base else None
+
+
+def model_version_url(name: str, version: str) -> str | None:
+    base = ui_base_url()
+    return f"{base}/#/models/{name}/versions/{version}" if base else None

@@ -1,0 +1,301 @@
+"""Validate: a Great Expectations 1.x suite built from the pipeline config, run on every batch.
+
+Schema skew (missing or unexpected columns, wrong types, values outside the schema) stops the run:
+the offending batch goes to quarantine with a human-readable report and nothing is trained on it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from include.ct.config import FeatureSpec, PipelineConfig
+from include.ct.extract import Snapshot
+from include.ct.storage import move_file, pipeline_paths, write_json_atomic
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+
+log = logging.getLogger(__name__)
+
+INTEGER_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+NULLABLE_INTEGER_TYPES = ["Int8", "Int16", "Int32", "Int64"]
+FLOAT_TYPES = ["float16", "float32", "float64", "Float32", "Float64"]
+BOOLEAN_TYPES = ["bool", "boolean"]
+# Category columns are checked by their value set, which holds for pandas 2 ``object`` and
+# pandas 3 ``str`` columns alike (GX type names match neither reliably).
+RESULT_FORMAT: dict[str, Any] = {"result_format": "BASIC", "partial_unexpected_count": 5}
+
+
+class DataValidationError(Exception):
+    """At least one batch broke the schema; the message names file, column and rule."""
+
+
+@dataclass
+class RuleFailure:
+    """One failed expectation, said in words a data engineer can act on."""
+
+    column: str
+    rule: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"column '{self.column}' rule {self.rule}: {self.detail}"
+
+
+@dataclass
+class BatchReport:
+    """The validation outcome of one batch file."""
+
+    file: str
+    success: bool
+    rows: int
+    failures: list[RuleFailure] = field(default_factory=list)
+    expectations_run: int = 0
+
+
+@dataclass
+class ValidationOutcome:
+    """What validating a snapshot decided, small enough for XCom."""
+
+    data_version: str
+    success: bool
+    report_path: str
+    batches: list[BatchReport]
+    quarantined: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _type_list(spec: FeatureSpec) -> list[str] | None:
+    if spec.type == "integer":
+        return INTEGER_TYPES + NULLABLE_INTEGER_TYPES + (FLOAT_TYPES if spec.nullable else [])
+    if spec.type == "float":
+        return FLOAT_TYPES + INTEGER_TYPES + NULLABLE_INTEGER_TYPES
+    if spec.type == "boolean":
+        return BOOLEAN_TYPES
+    return None
+
+
+def build_expectation_suite(config: PipelineConfig) -> gx.ExpectationSuite:
+    """The GX suite that encodes the config's schema: columns, types, nulls, values, ranges, rows."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name=f"{config.name}_schema")
+    columns = [*config.features, config.target]
+    if config.timestamp:
+        columns.append(config.timestamp)
+    suite.add_expectation(gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True))
+    suite.add_expectation(
+        gxe.ExpectTableRowCountToBeBetween(min_value=config.validation.min_rows, max_value=None)
+    )
+    for name, spec in config.features.items():
+        types = _type_list(spec)
+        if types:
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=types))
+        if not spec.nullable:
+            suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=name))
+        if spec.values is not None:
+            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=spec.values))
+        if spec.min is not None or spec.max is not None:
+            suite.add_expectation(
+                gxe.ExpectColumnValuesToBeBetween(column=name, min_value=spec.min, max_value=spec.max)
+            )
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=config.target))
+    if config.target_values is not None:
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToBeInSet(column=config.target, value_set=config.target_values)
+        )
+    if config.task == "regression":
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToBeInTypeList(
+                column=config.target, type_list=FLOAT_TYPES + INTEGER_TYPES + NULLABLE_INTEGER_TYPES
+            )
+        )
+    if config.timestamp:
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=config.timestamp))
+    return suite
+
+
+def _describe(result: Any) -> RuleFailure:
+    expectation = result.expectation_config
+    kwargs = dict(expectation.kwargs)
+    column = str(kwargs.get("column", "(table)"))
+    rule = expectation.type
+    outcome = result.result or {}
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        message = str(result.exception_info.get("exception_message", "")).splitlines()[0]
+        return RuleFailure(column, rule, f"could not be checked ({message[:200]})")
+    if rule == "expect_table_columns_to_match_set":
+        mismatch = (outcome.get("details") or {}).get("mismatched") or {}
+        parts = []
+        if mismatch.get("missing"):
+            parts.append(f"missing columns {sorted(mismatch['missing'])}")
+        if mismatch.get("unexpected"):
+            parts.append(f"unexpected columns {sorted(mismatch['unexpected'])}")
+        columns = sorted([*mismatch.get("missing", []), *mismatch.get("unexpected", [])])
+        return RuleFailure(", ".join(columns) or "(table)", rule, "; ".join(parts))
+    if rule == "expect_column_values_to_be_in_type_list":
+        return RuleFailure(
+            column,
+            rule,
+            f"type {outcome.get('observed_value')!r} is not one of the allowed {kwargs['type_list'][:6]}...",
+        )
+    if rule == "expect_table_row_count_to_be_between":
+        return RuleFailure(
+            column, rule, f"{outcome.get('observed_value')} rows, at least {kwargs['min_value']} required"
+        )
+    limits = {k: kwargs[k] for k in ("min_value", "max_value", "value_set") if k in kwargs}
+    count = outcome.get("unexpected_count")
+    total = outcome.get("element_count")
+    examples = outcome.get("partial_unexpected_list") or []
+    return RuleFailure(column, rule, f"{count} of {total} values break it {limits}, e.g. {examples[:5]}")
+
+
+def validate_frame(config: PipelineConfig, frame: pd.DataFrame, file: str) -> BatchReport:
+    """Run the config's GX suite on one batch and describe every failure."""
+    import great_expectations as gx
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}  # type: ignore[assignment]
+    asset = context.data_sources.add_pandas("landing").add_dataframe_asset(config.name)
+    batch_definition = asset.add_batch_definition_whole_dataframe("batch")
+    suite = context.suites.add(build_expectation_suite(config))
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(suite, result_format=RESULT_FORMAT)
+    failures = [_describe(item) for item in result.results if not item.success]
+    return BatchReport(
+        file=file,
+        success=not failures,
+        rows=len(frame),
+        failures=failures,
+        expectations_run=len(result.results),
+    )
+
+
+def validate_snapshot(config: PipelineConfig, snapshot: Snapshot) -> ValidationOutcome:
+    """Validate every batch of a snapshot; accept it, or quarantine the bad batches and raise."""
+    paths = pipeline_paths(config)
+    report_dir = paths.reports / snapshot.data_version
+    accepted_marker = paths.accepted / f"{snapshot.data_version}.json"
+    if accepted_marker.exists():
+        log.info("Data version %s was already accepted (retry): nothing to do", snapshot.data_version)
+        return ValidationOutcome(snapshot.data_version, True, str(report_dir / "report.html"), batches=[])
+
+    reports: list[BatchReport] = []
+    for index, batch in enumerate(snapshot.batches, start=1):
+        if batch.read_error or not batch.part:
+            report = BatchReport(
+                batch.file,
+                False,
+                0,
+                [RuleFailure("(file)", "readable", batch.read_error or "no data")],
+            )
+        else:
+            frame = pd.read_parquet(Path(snapshot.path) / batch.part)
+            report = validate_frame(config, frame, batch.file)
+        reports.append(report)
+        log.info(
+            "Validated batch %d/%d %s: %s (%d expectations)",
+            index,
+            len(snapshot.batches),
+            batch.file,
+            "passed" if report.success else f"{len(report.failures)} failed",
+            report.expectations_run,
+        )
+
+    outcome = ValidationOutcome(
+        snapshot.data_version,
+        all(report.success for report in reports),
+        str(report_dir / "report.html"),
+        reports,
+    )
+    write_report(config, outcome, report_dir)
+    if outcome.success:
+        for batch in snapshot.batches:
+            move_file(paths.landing / batch.file, paths.archive / snapshot.data_version)
+        write_json_atomic(
+            accepted_marker,
+            {
+                "data_version": snapshot.data_version,
+                "accepted_at": datetime.now(UTC).isoformat(),
+                "rows": snapshot.rows,
+                "batches": [batch.file for batch in snapshot.batches],
+            },
+        )
+        return outcome
+
+    for report in reports:
+        if not report.success:
+            quarantine_batch(config, report, paths.landing / report.file)
+            outcome.quarantined.append(report.file)
+    write_report(config, outcome, report_dir)
+    raise DataValidationError(failure_message(outcome))
+
+
+def failure_message(outcome: ValidationOutcome) -> str:
+    """One line per failed rule, each naming the file, column and rule."""
+    lines = [f"Data version {outcome.data_version} failed validation; quarantined {outcome.quarantined}:"]
+    for report in outcome.batches:
+        lines.extend(f"  file '{report.file}': {failure}" for failure in report.failures)
+    lines.append(f"Report: {outcome.report_path}")
+    return "\n".join(lines)
+
+
+def quarantine_batch(config: PipelineConfig, report: BatchReport, source: Path) -> Path:
+    """Move a bad batch out of the landing zone, with its report beside it."""
+    quarantine = pipeline_paths(config).quarantine
+    target = move_file(source, quarantine)
+    write_json_atomic(quarantine / f"{report.file}.report.json", asdict(report))
+    (quarantine / f"{report.file}.report.html").write_text(
+        _render_html(config, [report], f"Quarantined batch {report.file}"), encoding="utf-8"
+    )
+    log.error("Quarantined %s -> %s", source, target)
+    return target
+
+
+def write_report(config: PipelineConfig, outcome: ValidationOutcome, report_dir: Path) -> None:
+    """Write the snapshot's validation report as JSON and HTML."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(report_dir / "report.json", outcome.to_dict())
+    title = f"Validation of {config.name} data version {outcome.data_version}"
+    (report_dir / "report.html").write_text(_render_html(config, outcome.batches, title), encoding="utf-8")
+
+
+def _render_html(config: PipelineConfig, reports: list[BatchReport], title: str) -> str:
+    rows = []
+    for report in reports:
+        status = "passed" if report.success else "FAILED"
+        rows.append(
+            f"<tr><td>{html.escape(report.file)}</td><td>{report.rows}</td>"
+            f"<td class='{status.lower()}'>{status}</td><td></td><td></td></tr>"
+        )
+        rows.extend(
+            f"<tr><td></td><td></td><td></td><td>{html.escape(f.column)}</td>"
+            f"<td><code>{html.escape(f.rule)}</code>: {html.escape(f.detail)}</td></tr>"
+            for f in report.failures
+        )
+    schema = "".join(
+        f"<li><b>{html.escape(name)}</b>: {html.escape(spec.model_dump_json(exclude_none=True))}</li>"
+        for name, spec in config.features.items()
+    )
+    return (
+        "<!doctype html><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px solid #ddd}"
+        ".failed{color:#b00;font-weight:bold}.passed{color:#070}</style>"
+        f"<h1>{html.escape(title)}</h1><p>Generated {datetime.now(UTC).isoformat()} by the "
+        "Great Expectations suite built from the pipeline config.</p>"
+        "<table><tr><th>file</th><th>rows</th><th>status</th><th>column</th><th>rule</th></tr>"
+        f"{''.join(rows)}</table><h2>Schema</h2><ul>{schema}</ul>"
+    )

@@ -1,0 +1,1 @@
+"""Airflow wrappers (operators, extra links, report viewer) around the ``include.ct`` library."""

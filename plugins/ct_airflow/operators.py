@@ -1,0 +1,221 @@
+"""Operators of the continuous-training DAG: small classes whose ``execute`` calls the library.
+
+Each loads its pipeline config by name at run time, returns small JSON for XCom and pushes the
+address of what it produced for its extra link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from ct_airflow.links import (
+    MLFLOW_RUN_URL,
+    MODEL_VERSION_URL,
+    VALIDATION_REPORT_URL,
+    MlflowModelVersionLink,
+    MlflowRunLink,
+    ValidationReportLink,
+)
+
+
+def _lineage(pipeline: str, context: Context, data_version: str) -> Any:
+    from include.ct.registry import Lineage, code_version
+
+    dag_run = context["dag_run"]
+    conf = dag_run.conf or {}
+    params = context.get("params") or {}
+    run_type = getattr(dag_run, "run_type", "manual")
+    return Lineage(
+        pipeline=pipeline,
+        dag_id=dag_run.dag_id,
+        run_id=dag_run.run_id,
+        data_version=data_version,
+        code_version=code_version(),
+        trigger=str(conf.get("trigger") or getattr(run_type, "value", run_type)),
+        reason=str(conf.get("reason") or params.get("reason") or ""),
+    )
+
+
+def _as_float(value: Any) -> float | None:
+    if value in (None, "", "None"):
+        return None
+    return float(value)
+
+
+class _PipelineOperator(BaseOperator):
+    template_fields: Sequence[str] = ("pipeline",)
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, pipeline: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+
+    def load_config(self) -> Any:
+        from include.ct.config import find_pipeline_config
+
+        return find_pipeline_config(self.pipeline)
+
+
+class ExtractBatchesOperator(_PipelineOperator):
+    """Snapshot the new batches of the landing zone; skip the run when nothing arrived."""
+
+    template_fields: Sequence[str] = ("pipeline", "force")
+
+    def __init__(self, *, force: Any = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.force = force
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.ct.extract import NoNewDataError, extract
+
+        force = str(self.force).lower() in ("true", "1", "yes")
+        try:
+            snapshot = extract(self.load_config(), force=force)
+        except NoNewDataError as exc:
+            raise AirflowSkipException(f"Nothing to train on: {exc}") from exc
+        return snapshot.to_dict()
+
+
+class ValidateDataOperator(_PipelineOperator):
+    """Run the GX suite on every batch; quarantine bad batches and fail, or accept the snapshot."""
+
+    template_fields: Sequence[str] = ("pipeline", "snapshot")
+    operator_extra_links = (ValidationReportLink(),)
+    ui_color = "#fdf1e8"
+
+    def __init__(self, *, snapshot: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.snapshot = snapshot
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import pandas as pd
+
+        from include.ct.drift import value_skew_against_champion
+        from include.ct.extract import Snapshot
+        from include.ct.validate import DataValidationError, validate_snapshot
+
+        config = self.load_config()
+        snapshot = Snapshot.from_dict(self.snapshot)
+        if not snapshot.new_data:
+            self.log.info("Forced run without new data: nothing new to validate")
+            return {"data_version": snapshot.data_version, "success": True, "new_data": False}
+        self._push_report_link(context, config.name, snapshot.data_version)
+        try:
+            outcome = validate_snapshot(config, snapshot)
+        except DataValidationError as exc:
+            # Retrying cannot fix the data: fail now, the batch is already in quarantine.
+            raise AirflowFailException(str(exc)) from exc
+        frames = [pd.read_parquet(f"{snapshot.path}/{b.part}") for b in snapshot.batches if b.part]
+        skew = value_skew_against_champion(config, pd.concat(frames, ignore_index=True))
+        if skew["drifted"]:
+            self.log.warning(
+                "Value skew against champion v%s (PSI > %s): %s",
+                skew["champion"],
+                config.validation.drift_threshold,
+                skew["drifted"],
+            )
+        self.log.info("Per-feature PSI against the champion's training data: %s", skew["psi"])
+        return {
+            "data_version": outcome.data_version,
+            "success": outcome.success,
+            "new_data": True,
+            "report": outcome.report_path,
+            "value_skew": skew,
+        }
+
+    def _push_report_link(self, context: Context, pipeline: str, data_version: str) -> None:
+        from airflow.configuration import conf
+
+        from ct_airflow.reports import report_url
+
+        base = conf.get("api", "base_url", fallback="http://localhost:8080")
+        context["ti"].xcom_push(key=VALIDATION_REPORT_URL, value=report_url(base, pipeline, data_version))
+
+
+class TrainChallengerOperator(_PipelineOperator):
+    """Fit the configured scikit-learn Pipeline on the accepted data and log it to MLflow."""
+
+    template_fields: Sequence[str] = ("pipeline", "snapshot")
+    operator_extra_links = (MlflowRunLink(),)
+    ui_color = "#eafbea"
+
+    def __init__(self, *, snapshot: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.snapshot = snapshot
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.ct.train import train_challenger
+
+        config = self.load_config()
+        lineage = _lineage(config.name, context, self.snapshot["data_version"])
+        result = train_challenger(config, lineage)
+        context["ti"].xcom_push(key=MLFLOW_RUN_URL, value=result.run_url or "")
+        return result.to_dict()
+
+
+class EvaluateChallengerOperator(_PipelineOperator):
+    """Score challenger and champion on the same held-out rows and decide promotion."""
+
+    template_fields: Sequence[str] = ("pipeline", "trained", "min_improvement")
+    operator_extra_links = (MlflowRunLink(),)
+    ui_color = "#f3eafd"
+
+    def __init__(self, *, trained: Any, min_improvement: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trained = trained
+        self.min_improvement = min_improvement
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.ct.evaluate import evaluate_challenger
+
+        config = self.load_config()
+        margin = _as_float(self.min_improvement)
+        if margin is not None:
+            self.log.info("Promotion margin overridden for this run: %s", margin)
+        decision = evaluate_challenger(
+            config, self.trained["run_id"], self.trained["test_path"], min_improvement=margin
+        )
+        context["ti"].xcom_push(key=MLFLOW_RUN_URL, value=self.trained.get("run_url") or "")
+        for reason in decision.reasons:
+            self.log.info("gate: %s", reason)
+        return decision.to_dict()
+
+
+class RegisterChampionOperator(_PipelineOperator):
+    """Register the promoted challenger, check it serves, and move the ``champion`` alias."""
+
+    template_fields: Sequence[str] = ("pipeline", "trained", "decision")
+    operator_extra_links = (MlflowModelVersionLink(),)
+    ui_color = "#fffbe6"
+
+    def __init__(self, *, trained: Any, decision: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trained = trained
+        self.decision = decision
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.ct.deploy import register_and_promote
+
+        config = self.load_config()
+        if not self.decision.get("promote"):
+            raise AirflowSkipException(f"Gate rejected the challenger: {self.decision['summary']}")
+        lineage = _lineage(config.name, context, self.trained["training_data_version"])
+        result = register_and_promote(
+            config,
+            self.trained["run_id"],
+            self.trained["test_path"],
+            decision=self.decision["summary"],
+            lineage=lineage,
+        )
+        context["ti"].xcom_push(key=MODEL_VERSION_URL, value=result.url or "")
+        self.log.info(
+            "champion of %s is now version %s (was %s)",
+            result.model_name,
+            result.version,
+            result.previous_champion,
+        )
+        return result.to_dict()

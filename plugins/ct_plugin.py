@@ -1,0 +1,16 @@
+"""Registers the continuous-training extra links and the validation-report viewer with Airflow."""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+from ct_airflow.links import MlflowModelVersionLink, MlflowRunLink, ValidationReportLink
+from ct_airflow.reports import URL_PREFIX, app
+
+
+class ContinuousTrainingPlugin(AirflowPlugin):
+    """Extra links and report pages for the ct_<name> DAGs."""
+
+    name = "continuous_training"
+    operator_extra_links = [MlflowRunLink(), MlflowModelVersionLink(), ValidationReportLink()]
+    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "CT validation reports"}]
