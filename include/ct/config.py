@@ -156,21 +156,21 @@ class PipelineConfig(_Strict):
         for metric in (self.metric, *self.metrics):
             if metric not in allowed:
                 raise ValueError(
-                    f"metric '{metric}' does not fit a {self.task} task (use one of {sorted(allowed)})"
+                    f"@metric: metric '{metric}' does not fit a {self.task} task (use one of {sorted(allowed)})"
                 )
         if self.target in self.features:
-            raise ValueError(f"target '{self.target}' must not also be a feature")
+            raise ValueError(f"@target: target '{self.target}' must not also be a feature")
         for column in self.slices:
             spec = self.features.get(column)
             if spec is None:
-                raise ValueError(f"slice column '{column}' is not a feature")
+                raise ValueError(f"@slices: slice column '{column}' is not a feature")
             if spec.type not in ("category", "boolean"):
-                raise ValueError(f"slice column '{column}' must be a category or boolean feature")
+                raise ValueError(f"@slices: slice column '{column}' must be a category or boolean feature")
         estimators = CLASSIFIERS if self.task == "classification" else REGRESSORS
         if self.model.type not in estimators:
-            raise ValueError(f"model type '{self.model.type}' is not one of {list(estimators)}")
+            raise ValueError(f"@model.type: model type '{self.model.type}' is not one of {list(estimators)}")
         if self.target_values is not None and self.task != "classification":
-            raise ValueError("'target_values' is only for classification")
+            raise ValueError("@target_values: only for classification")
         return self
 
     @property
@@ -199,7 +199,7 @@ def metric_higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
 
 
-def _error_key(error: dict[str, Any], raw: dict[str, Any]) -> str:
+def _error_key(error: dict[str, Any]) -> str:
     loc = [str(part) for part in error.get("loc", ())]
     return ".".join(loc) if loc else "(top level)"
 
@@ -222,8 +222,10 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = _error_key(dict(first), raw)
+        key = _error_key(dict(first))
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        if message.startswith("@"):  # a cross-field rule names the key it is about
+            key, _, message = message[1:].partition(": ")
         got = first.get("input")
         if first.get("type") == "extra_forbidden":
             message = "unknown key (check its spelling)"

@@ -85,11 +85,22 @@ def _type_list(spec: FeatureSpec) -> list[str] | None:
     return None
 
 
+def ephemeral_context() -> Any:
+    """A fresh in-memory GX context without analytics or progress bars."""
+    import great_expectations as gx
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    return context
+
+
 def build_expectation_suite(config: PipelineConfig) -> gx.ExpectationSuite:
     """The GX suite that encodes the config's schema: columns, types, nulls, values, ranges, rows."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
+    ephemeral_context()  # GX 1.x builds suites inside an active context
     suite = gx.ExpectationSuite(name=f"{config.name}_schema")
     columns = [*config.features, config.target]
     if config.timestamp:
@@ -163,11 +174,7 @@ def _describe(result: Any) -> RuleFailure:
 
 def validate_frame(config: PipelineConfig, frame: pd.DataFrame, file: str) -> BatchReport:
     """Run the config's GX suite on one batch and describe every failure."""
-    import great_expectations as gx
-
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False, "metric_calculations": False}  # type: ignore[assignment]
+    context = ephemeral_context()
     asset = context.data_sources.add_pandas("landing").add_dataframe_asset(config.name)
     batch_definition = asset.add_batch_definition_whole_dataframe("batch")
     suite = context.suites.add(build_expectation_suite(config))

@@ -1,0 +1,172 @@
+"""Fixtures that start real services: an MLflow tracking server and Airflow metadata DBs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@dataclass
+class MlflowServer:
+    """A running ``mlflow server`` process on loopback."""
+
+    url: str
+    root: Path
+    process: subprocess.Popen[bytes]
+
+
+def start_mlflow_server(root: Path) -> MlflowServer:
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = (root / "server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health", timeout=120, process=process)
+    except Exception:
+        process.kill()
+        raise RuntimeError((root / "server.log").read_text()[-3000:]) from None
+    return MlflowServer(url, root, process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real MLflow tracking server for one test module, set as MLFLOW_TRACKING_URI."""
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = server.url
+    try:
+        yield server
+    finally:
+        if previous is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+        stop(server.process)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh CT_DATA_DIR for one test module."""
+    path = tmp_path_factory.mktemp("ct-data")
+    previous = os.environ.get("CT_DATA_DIR")
+    os.environ["CT_DATA_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        if previous is not None:
+            os.environ["CT_DATA_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Airflow's SQLite metadata DB in the session's AIRFLOW_HOME, migrated once."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [str(VENV_BIN / "airflow"), "db", "migrate"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return home
+
+
+@dataclass
+class PostgresDatabase:
+    """A throwaway PostgreSQL database on the local server."""
+
+    name: str
+    url: str
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[PostgresDatabase]:
+    """Create a uniquely named database on 127.0.0.1:5432 and drop it afterwards."""
+    import psycopg2
+
+    name = f"ct_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PostgresDatabase(name, f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}")
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+
+def copy_config(source: Path, folder: Path, **replacements: str) -> Path:
+    """Copy a pipeline YAML into ``folder`` with textual replacements (for variants)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = source.read_text()
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    target = folder / source.name
+    target.write_text(text)
+    shutil.copymode(source, target)
+    return target

@@ -1,0 +1,85 @@
+"""Pipeline config loading: valid configs load, each kind of mistake names file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from include.ct.config import (
+    BUNDLED_PIPELINES_DIR,
+    ConfigError,
+    load_pipeline_config,
+    metric_higher_is_better,
+    pipeline_config_paths,
+)
+
+CHURN = BUNDLED_PIPELINES_DIR / "churn.yaml"
+
+
+def write(tmp_path: Path, **changes: object) -> Path:
+    raw = yaml.safe_load(CHURN.read_text())
+    for key, value in changes.items():
+        if value is None:
+            raw.pop(key)
+        else:
+            raw[key] = value
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_bundled_churn_config_loads() -> None:
+    config = load_pipeline_config(CHURN)
+    assert config.dag_id == "ct_churn"
+    assert config.registered_model_name == "churn"
+    assert config.task == "classification"
+    assert config.metric == "roc_auc"
+    assert config.features["plan"].values == ["basic", "plus", "premium"]
+    assert config.features["monthly_fee"].nullable
+    assert config.slices == ["plan", "contract"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "words"),
+    [
+        ({"metric": "auc"}, "metric", "got 'auc'"),
+        ({"target": None}, "target", "required"),
+        ({"features": {"a": {"type": "text"}}}, "features.a.type", "got 'text'"),
+        ({"metric": "rmse"}, "metric", "does not fit a classification task"),
+        ({"slices": ["tenure_months"]}, "slices", "must be a category"),
+        ({"schedul": "@daily"}, "schedul", "unknown key"),
+        ({"features": {"plan": {"type": "category"}}}, "features.plan", "allowed 'values'"),
+        ({"promotion": {"threshold": "high"}}, "promotion.threshold", "got 'high'"),
+    ],
+)
+def test_invalid_config_names_file_and_key(
+    tmp_path: Path, changes: dict[str, object], key: str, words: str
+) -> None:
+    path = write(tmp_path, **changes)
+    with pytest.raises(ConfigError) as caught:
+        load_pipeline_config(path)
+    assert caught.value.key == key
+    assert str(path) in str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_yaml_syntax_error_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_pipeline_config(path)
+
+
+def test_pipelines_dir_adds_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = write(tmp_path, name="other")
+    monkeypatch.setenv("CT_PIPELINES_DIR", str(tmp_path))
+    assert pipeline_config_paths() == [CHURN, extra]
+
+
+def test_metric_directions() -> None:
+    assert metric_higher_is_better("roc_auc")
+    assert metric_higher_is_better("r2")
+    assert not metric_higher_is_better("rmse")
+    assert not metric_higher_is_better("log_loss")

@@ -1,0 +1,78 @@
+"""Validation: the GX suite catches schema skew, quarantines the batch and names the rule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from include.ct import datagen
+from include.ct.config import PipelineConfig
+from include.ct.extract import accepted_versions, extract
+from include.ct.storage import pipeline_paths
+from include.ct.validate import DataValidationError, build_expectation_suite, validate_snapshot
+
+
+def test_suite_covers_the_schema(churn: PipelineConfig) -> None:
+    suite = build_expectation_suite(churn)
+    kinds = {(e.expectation_type, getattr(e, "column", None)) for e in suite.expectations}
+    assert ("expect_table_columns_to_match_set", None) in kinds
+    assert ("expect_column_values_to_be_between", "tenure_months") in kinds
+    assert ("expect_column_values_to_be_in_set", "plan") in kinds
+    assert ("expect_column_values_to_not_be_null", "support_calls") in kinds
+    assert ("expect_column_values_to_not_be_null", "monthly_fee") not in kinds  # nullable
+
+
+def test_good_batch_is_accepted_and_archived(churn: PipelineConfig) -> None:
+    datagen.write_batch(churn, rows=300)
+    snapshot = extract(churn)
+    outcome = validate_snapshot(churn, snapshot)
+    assert outcome.success
+    paths = pipeline_paths(churn)
+    assert not list(paths.landing.glob("*.csv"))
+    assert (paths.archive / snapshot.data_version / "day_0001.csv").exists()
+    assert accepted_versions(churn) == [snapshot.data_version]
+    # A retry after acceptance changes nothing.
+    assert validate_snapshot(churn, snapshot).success
+
+
+@pytest.mark.parametrize(
+    ("breakage", "column", "rule"),
+    [
+        ("missing_column", "support_calls", "expect_table_columns_to_match_set"),
+        ("unexpected_column", "debug_flag", "expect_table_columns_to_match_set"),
+        ("wrong_type", "tenure_months", "expect_column_values_to_be_in_type_list"),
+        ("out_of_range", "tenure_months", "expect_column_values_to_be_between"),
+        ("out_of_range", "plan", "expect_column_values_to_be_in_set"),
+    ],
+)
+def test_bad_batch_is_quarantined_with_a_named_rule(
+    churn: PipelineConfig, breakage: str, column: str, rule: str
+) -> None:
+    good = datagen.write_batch(churn, rows=300)
+    bad = datagen.write_batch(churn, rows=300, breakage=breakage)
+    snapshot = extract(churn)
+    with pytest.raises(DataValidationError) as caught:
+        validate_snapshot(churn, snapshot)
+    message = str(caught.value)
+    assert f"file '{bad.name}'" in message
+    assert f"column '{column}" in message or column in message
+    assert rule in message
+    paths = pipeline_paths(churn)
+    assert (paths.quarantine / bad.name).exists()
+    report = json.loads((paths.quarantine / f"{bad.name}.report.json").read_text())
+    assert report["file"] == bad.name
+    assert any(f["rule"] == rule for f in report["failures"])
+    assert (paths.quarantine / f"{bad.name}.report.html").read_text().count(rule) >= 1
+    # The good batch is not lost: it waits in the landing zone for the next run.
+    assert good.exists()
+    assert accepted_versions(churn) == []
+
+
+def test_unreadable_batch_is_quarantined(churn: PipelineConfig) -> None:
+    landing = pipeline_paths(churn).landing
+    landing.mkdir(parents=True)
+    (landing / "day_0001.parquet").write_bytes(b"garbage")
+    with pytest.raises(DataValidationError, match="rule readable"):
+        validate_snapshot(churn, extract(churn))
+    assert (pipeline_paths(churn).quarantine / "day_0001.parquet").exists()
