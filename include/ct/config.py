@@ -156,7 +156,8 @@ class PipelineConfig(_Strict):
         for metric in (self.metric, *self.metrics):
             if metric not in allowed:
                 raise ValueError(
-                    f"@metric: metric '{metric}' does not fit a {self.task} task (use one of {sorted(allowed)})"
+                    f"@metric: metric '{metric}' does not fit a {self.task} task "
+                    f"(use one of {sorted(allowed)})"
                 )
         if self.target in self.features:
             raise ValueError(f"@target: target '{self.target}' must not also be a feature")

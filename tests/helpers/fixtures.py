@@ -75,7 +75,7 @@ def start_mlflow_server(root: Path) -> MlflowServer:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/health", timeout=120, process=process)
-    except Exception:
+    except (RuntimeError, TimeoutError):
         process.kill()
         raise RuntimeError((root / "server.log").read_text()[-3000:]) from None
     return MlflowServer(url, root, process)

@@ -1,0 +1,134 @@
+"""The bundled churn pipeline end to end through Airflow, against a real MLflow server.
+
+The tests form one story on one data folder and registry, in order: first champion, nothing new,
+a rejected challenger, broken batches, then a good batch that trains again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from include.ct import datagen
+from include.ct.config import find_pipeline_config
+from include.ct.storage import pipeline_paths
+from tests.helpers.airflow_runs import run_dag
+from tests.helpers.fixtures import MlflowServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
+
+
+@pytest.fixture(scope="module")
+def env(mlflow_server: MlflowServer, data_dir: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=mlflow_server.url)
+
+
+def versions(client: MlflowClient) -> list[str]:
+    return sorted(v.version for v in client.search_model_versions("name = 'churn'"))
+
+
+def test_first_run_registers_a_champion_with_lineage(env: MlflowClient) -> None:
+    config = find_pipeline_config("churn")
+    datagen.write_batch(config, rows=3000)
+    result = run_dag("ct_churn", {"reason": "first model"})
+    assert result.state == "success", result.tasks
+    assert set(result.tasks.values()) == {"success"}
+
+    champion = env.get_model_version_by_alias("churn", "champion")
+    data_version = result.xcom["extract"]["data_version"]
+    assert champion.tags["ct.dag_id"] == "ct_churn"
+    assert champion.tags["ct.run_id"] == result.run_id
+    assert champion.tags["ct.pipeline"] == "churn"
+    assert champion.tags["ct.decision"] == "promote"
+    run = env.get_run(champion.run_id)
+    assert run.data.tags["ct.data_version"] == data_version
+    assert run.data.tags["ct.run_id"] == result.run_id
+    assert run.data.tags["ct.reason"] == "first model"
+    assert run.data.tags["ct.decision"] == "promote"
+    assert run.data.metrics["test_roc_auc"] > 0.7
+    contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
+    assert contexts == {"training", "evaluation"}
+    artifacts = {a.path for a in env.list_artifacts(champion.run_id, "plots")}
+    assert {"plots/confusion_matrix.png", "plots/roc_curve.png"} <= artifacts
+    assert result.xcom["register_and_promote"]["version"] == champion.version
+    report = Path(result.xcom["validate"]["report"])
+    assert report.exists() and "passed" in report.read_text()
+
+
+def test_second_run_without_new_data_is_skipped(env: MlflowClient) -> None:
+    before = versions(env)
+    result = run_dag("ct_churn")
+    assert result.tasks["extract"] == "skipped"
+    assert result.tasks["register_and_promote"] == "skipped"
+    assert versions(env) == before
+
+
+def test_challenger_that_misses_the_gate_leaves_the_champion(env: MlflowClient) -> None:
+    config = find_pipeline_config("churn")
+    champion_before = env.get_model_version_by_alias("churn", "champion").version
+    datagen.write_batch(config, rows=3000)
+    result = run_dag("ct_churn", {"min_improvement": 0.5, "reason": "strict gate drill"})
+    assert result.state == "success", result.tasks
+    assert result.tasks["evaluate"] == "success"
+    assert result.tasks["register_and_promote"] == "skipped"
+    assert env.get_model_version_by_alias("churn", "champion").version == champion_before
+    decision = result.xcom["evaluate"]
+    assert decision["promote"] is False
+    assert "does not reach the required margin +0.5000" in decision["summary"]
+    run = env.get_run(result.xcom["train"]["run_id"])
+    assert run.data.tags["ct.decision"] == "reject"
+    assert "required margin" in run.data.tags["ct.decision_reason"]
+    assert "eval_champion_roc_auc" in run.data.metrics
+    assert [v for v in versions(env) if v not in [champion_before]] == []
+
+
+@pytest.mark.parametrize(
+    ("breakage", "column", "rule"),
+    [
+        ("missing_column", "support_calls", "expect_table_columns_to_match_set"),
+        ("wrong_type", "tenure_months", "expect_column_values_to_be_in_type_list"),
+        ("out_of_range", "tenure_months", "expect_column_values_to_be_between"),
+    ],
+)
+def test_broken_batch_stops_at_validation_and_is_quarantined(
+    env: MlflowClient, capfd: pytest.CaptureFixture[str], breakage: str, column: str, rule: str
+) -> None:
+    config = find_pipeline_config("churn")
+    before = versions(env)
+    runs_before = len(env.search_runs([env.get_experiment_by_name("ct_churn").experiment_id]))
+    bad = datagen.write_batch(config, rows=500, breakage=breakage)
+    result = run_dag("ct_churn")
+    assert result.state == "failed"
+    assert result.tasks["validate"] == "failed"
+    assert result.tasks["train"] == "upstream_failed"
+    output = capfd.readouterr()
+    log = output.out + output.err
+    assert f"file '{bad.name}'" in log and column in log and rule in log
+    quarantine = pipeline_paths(config).quarantine
+    assert (quarantine / bad.name).exists()
+    assert not bad.exists()
+    report = json.loads((quarantine / f"{bad.name}.report.json").read_text())
+    assert any(f["rule"] == rule and column in f["column"] for f in report["failures"])
+    assert versions(env) == before
+    assert len(env.search_runs([env.get_experiment_by_name("ct_churn").experiment_id])) == runs_before
+
+
+def test_a_later_good_batch_trains_again(env: MlflowClient) -> None:
+    config = find_pipeline_config("churn")
+    experiment = env.get_experiment_by_name("ct_churn").experiment_id
+    runs_before = len(env.search_runs([experiment]))
+    datagen.write_batch(config, rows=3000)
+    result = run_dag("ct_churn", {"reason": "after the quarantine"})
+    assert result.state == "success", result.tasks
+    assert result.tasks["train"] == "success"
+    assert len(env.search_runs([experiment])) == runs_before + 1
+    decision = result.xcom["evaluate"]
+    champion = env.get_model_version_by_alias("churn", "champion")
+    if decision["promote"]:
+        assert champion.run_id == result.xcom["train"]["run_id"]
+        assert champion.tags["ct.previous_champion"]
+    else:
+        assert result.tasks["register_and_promote"] == "skipped"
