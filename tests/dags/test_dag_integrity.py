@@ -107,6 +107,7 @@ def _airflow(*args: str, env: dict[str, str], ok_codes: tuple[int, ...] = (0,)) 
         text=True,
         timeout=300,
         env=env,
+        check=False,
     )
     assert result.returncode in ok_codes, result.stderr[-3000:]
     return result.stdout

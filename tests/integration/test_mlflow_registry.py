@@ -1,0 +1,60 @@
+"""Registry access against a real MLflow tracking server: idempotent runs, versions and alias."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from include.ct import datagen, registry
+from include.ct.config import find_pipeline_config
+from include.ct.deploy import register_and_promote
+from include.ct.extract import extract
+from include.ct.train import train_challenger
+from include.ct.validate import validate_snapshot
+from tests.helpers.fixtures import MlflowServer
+
+pytestmark = pytest.mark.integration
+
+
+def test_retries_never_duplicate_runs_versions_or_alias_moves(
+    mlflow_server: MlflowServer, data_dir: Path
+) -> None:
+    config = find_pipeline_config("churn")
+    datagen.write_batch(config, rows=2000)
+    snapshot = extract(config)
+    validate_snapshot(config, snapshot)
+    lineage = registry.Lineage(
+        pipeline="churn", dag_id="ct_churn", run_id="manual__retry", data_version=snapshot.data_version
+    )
+    first = train_challenger(config, lineage)
+    retried = train_challenger(config, lineage)
+    assert retried.run_id == first.run_id
+    assert first.run_url and first.run_url.startswith(mlflow_server.url)
+
+    promoted = register_and_promote(
+        config, first.run_id, first.test_path, decision="promote: test", lineage=lineage
+    )
+    again = register_and_promote(
+        config, first.run_id, first.test_path, decision="promote: test", lineage=lineage
+    )
+    assert (promoted.version, promoted.moved) == ("1", True)
+    assert (again.version, again.moved) == ("1", False)
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    assert len(client.search_model_versions("name = 'churn'")) == 1
+    assert client.get_model_version_by_alias("churn", "champion").version == "1"
+    assert promoted.url == f"{mlflow_server.url}/#/models/churn/versions/1"
+
+    # A second model takes over and remembers whom it replaced.
+    other = registry.Lineage(
+        pipeline="churn", dag_id="ct_churn", run_id="manual__second", data_version=snapshot.data_version
+    )
+    second = train_challenger(config, other)
+    assert second.run_id != first.run_id
+    replaced = register_and_promote(config, second.run_id, second.test_path, decision="x", lineage=other)
+    assert (replaced.version, replaced.previous_champion) == ("2", "1")
+    champion = client.get_model_version_by_alias("churn", "champion")
+    assert champion.version == "2"
+    assert champion.tags["ct.previous_champion"] == "1"
+    assert registry.get_champion(config).version == "2"  # type: ignore[union-attr]
