@@ -35,7 +35,8 @@ def test_ct_churn_runs_on_postgres_metadata_db(
         )
         assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
-    with psycopg2.connect(host="127.0.0.1", user="postgres", dbname=postgres_database.name) as conn:
+    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=postgres_database.name)
+    try:
         with conn.cursor() as cursor:
             cursor.execute("SELECT run_id, state FROM dag_run WHERE dag_id = 'ct_churn'")
             runs = cursor.fetchall()
@@ -43,7 +44,8 @@ def test_ct_churn_runs_on_postgres_metadata_db(
                 "SELECT task_id, state FROM task_instance WHERE dag_id = 'ct_churn' ORDER BY task_id"
             )
             tasks = dict(cursor.fetchall())
-    conn.close()
+    finally:
+        conn.close()
     assert [state for _, state in runs] == ["success"]
     assert tasks == {
         "evaluate": "success",
