@@ -6,7 +6,7 @@ A broken config yields an import error naming its file and key; the other DAGs s
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,6 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
         dag_id=config.dag_id,
         description=config.description or f"Continuous training of {config.registered_model_name}",
         schedule=config.schedule,
-        start_date=datetime(2026, 1, 1),
         catchup=False,
         max_active_runs=1,
         tags=["continuous-training", config.task, *config.tags],

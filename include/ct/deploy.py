@@ -60,7 +60,13 @@ def register_and_promote(
     lineage: registry.Lineage,
 ) -> PromotionResult:
     """Register ``run_id``'s model, check it serves, then move ``champion`` to it."""
-    tags = {**lineage.tags(), "ct.decision": "promote", "ct.decision_reason": decision[:5000]}
+    tags = {
+        **lineage.tags(),
+        **registry.lineage_tags_of_run(run_id),  # the version shows the data it was trained on
+        "ct.promoted_by_run_id": lineage.run_id,
+        "ct.decision": "promote",
+        "ct.decision_reason": decision[:5000],
+    }
     version = registry.register_version(config, run_id, tags)
     sample = coerce_to_schema(config, pd.read_parquet(test_path)).head(20)
     uri = f"models:/{config.registered_model_name}/{version.version}"

@@ -102,6 +102,13 @@ def find_training_run(config: PipelineConfig, lineage: Lineage) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def lineage_tags_of_run(run_id: str) -> dict[str, str]:
+    """The ``ct.*`` lineage tags a training run carries (copied onto its model version)."""
+    fields = {f"{TAG_PREFIX}{name}" for name in Lineage.__dataclass_fields__}
+    tags = client().get_run(run_id).data.tags
+    return {key: value for key, value in tags.items() if key in fields}
+
+
 def get_champion(config: PipelineConfig) -> ModelVersion | None:
     """The version holding the ``champion`` alias, or None before the first promotion."""
     from mlflow.exceptions import MlflowException

@@ -172,21 +172,54 @@ def _describe(result: Any) -> RuleFailure:
     return RuleFailure(column, rule, f"{count} of {total} values break it {limits}, e.g. {examples[:5]}")
 
 
-def validate_frame(config: PipelineConfig, frame: pd.DataFrame, file: str) -> BatchReport:
-    """Run the config's GX suite on one batch and describe every failure."""
+def validate_frame(
+    config: PipelineConfig, frame: pd.DataFrame, file: str, docs_dir: Path | None = None
+) -> BatchReport:
+    """Run the config's GX suite on one batch (a GX Checkpoint) and describe every failure.
+
+    With ``docs_dir`` the result is also rendered as GX Data Docs there.
+    """
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
     context = ephemeral_context()
+    actions = []
+    if docs_dir is not None:
+        context.add_data_docs_site(
+            site_name="ct",
+            site_config={
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir),
+                },
+            },
+        )
+        actions.append(UpdateDataDocsAction(name="data_docs", site_names=["ct"]))
     asset = context.data_sources.add_pandas("landing").add_dataframe_asset(config.name)
-    batch_definition = asset.add_batch_definition_whole_dataframe("batch")
+    batch_definition = asset.add_batch_definition_whole_dataframe(file)
     suite = context.suites.add(build_expectation_suite(config))
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-    result = batch.validate(suite, result_format=RESULT_FORMAT)
-    failures = [_describe(item) for item in result.results if not item.success]
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=file, data=batch_definition, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{config.name}_landing",
+            validation_definitions=[definition],
+            actions=actions,
+            result_format=RESULT_FORMAT,
+        )
+    )
+    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+    results = [item for run in outcome.run_results.values() for item in run.results]
+    failures = [_describe(item) for item in results if not item.success]
     return BatchReport(
         file=file,
         success=not failures,
         rows=len(frame),
         failures=failures,
-        expectations_run=len(result.results),
+        expectations_run=len(results),
     )
 
 
@@ -210,7 +243,7 @@ def validate_snapshot(config: PipelineConfig, snapshot: Snapshot) -> ValidationO
             )
         else:
             frame = pd.read_parquet(Path(snapshot.path) / batch.part)
-            report = validate_frame(config, frame, batch.file)
+            report = validate_frame(config, frame, batch.file, report_dir / "data_docs")
         reports.append(report)
         log.info(
             "Validated batch %d/%d %s: %s (%d expectations)",
@@ -304,5 +337,6 @@ def _render_html(config: PipelineConfig, reports: list[BatchReport], title: str)
         f"<h1>{html.escape(title)}</h1><p>Generated {datetime.now(UTC).isoformat()} by the "
         "Great Expectations suite built from the pipeline config.</p>"
         "<table><tr><th>file</th><th>rows</th><th>status</th><th>column</th><th>rule</th></tr>"
-        f"{''.join(rows)}</table><h2>Schema</h2><ul>{schema}</ul>"
+        f"{''.join(rows)}</table><p><a href='data_docs/index.html'>Great Expectations Data Docs</a>"
+        f" (every expectation with observed values)</p><h2>Schema</h2><ul>{schema}</ul>"
     )

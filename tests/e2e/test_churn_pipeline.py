@@ -42,6 +42,7 @@ def test_first_run_registers_a_champion_with_lineage(env: MlflowClient) -> None:
     assert champion.tags["ct.dag_id"] == "ct_churn"
     assert champion.tags["ct.run_id"] == result.run_id
     assert champion.tags["ct.pipeline"] == "churn"
+    assert champion.tags["ct.data_version"] == data_version
     assert champion.tags["ct.decision"] == "promote"
     run = env.get_run(champion.run_id)
     assert run.data.tags["ct.data_version"] == data_version
@@ -75,6 +76,10 @@ def test_challenger_that_misses_the_gate_leaves_the_champion(env: MlflowClient) 
     assert result.tasks["evaluate"] == "success"
     assert result.tasks["register_and_promote"] == "skipped"
     assert env.get_model_version_by_alias("churn", "champion").version == champion_before
+    skew = result.xcom["validate"]["value_skew"]
+    assert skew["champion"] == champion_before
+    assert set(skew["psi"]) == set(config.features)
+    assert skew["drifted"] == []  # same distribution as the champion's training data
     decision = result.xcom["evaluate"]
     assert decision["promote"] is False
     assert "does not reach the required margin +0.5000" in decision["summary"]

@@ -32,6 +32,9 @@ def test_good_batch_is_accepted_and_archived(churn: PipelineConfig) -> None:
     assert not list(paths.landing.glob("*.csv"))
     assert (paths.archive / snapshot.data_version / "day_0001.csv").exists()
     assert accepted_versions(churn) == [snapshot.data_version]
+    report_dir = paths.reports / snapshot.data_version
+    assert (report_dir / "data_docs" / "index.html").exists()  # GX Data Docs beside our report
+    assert "data_docs/index.html" in (report_dir / "report.html").read_text()
     # A retry after acceptance changes nothing.
     assert validate_snapshot(churn, snapshot).success
 
