@@ -91,6 +91,11 @@ def data_version_of(hashes: list[tuple[str, str]]) -> str:
 
 def extract(config: PipelineConfig, *, force: bool = False) -> Snapshot:
     """Snapshot every pending batch; with none, raise NoNewDataError unless ``force``."""
+    if config.source.type != "files":
+        raise NotImplementedError(
+            f"pipeline '{config.name}': source.type '{config.source.type}' cannot be extracted yet; "
+            "use a files source"
+        )
     paths = pipeline_paths(config)
     files = pending_batches(config)
     if not files:

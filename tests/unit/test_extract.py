@@ -51,3 +51,11 @@ def test_unreadable_file_is_recorded_not_fatal(churn: PipelineConfig) -> None:
     snapshot = extract(churn)
     assert snapshot.batches[0].read_error
     assert snapshot.batches[0].part is None
+
+
+def test_sql_source_is_refused_clearly(churn: PipelineConfig) -> None:
+    sql = churn.model_copy(
+        update={"source": churn.source.model_copy(update={"type": "sql", "conn_id": "x", "query": "q"})}
+    )
+    with pytest.raises(NotImplementedError, match=r"source\.type 'sql'"):
+        extract(sql)
