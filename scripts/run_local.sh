@@ -15,7 +15,8 @@ export AIRFLOW_HOME=${AIRFLOW_HOME:-$RUN_DIR/airflow}
 export AIRFLOW__CORE__DAGS_FOLDER=$ROOT/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER=$ROOT/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
+# DAGs start paused (Airflow's default): nothing trains until you trigger ct_churn, and the
+# trigger form's "Unpause ct_churn on trigger" box (ticked by default) starts its schedule too.
 export AIRFLOW__API__PORT=$AIRFLOW_PORT
 export AIRFLOW__API__HOST=127.0.0.1
 export AIRFLOW__API__BASE_URL=http://localhost:$AIRFLOW_PORT
@@ -74,7 +75,8 @@ cat <<TXT
   MLflow UI    http://localhost:$MLFLOW_PORT
   Landing zone $CT_DATA_DIR/landing/churn   (make data drops the next day's batch)
 
-  Trigger DAG ct_churn in the Airflow UI; its champion appears under Models -> churn in MLflow.
+  Trigger DAG ct_churn in the Airflow UI (keep "Unpause ct_churn on trigger" ticked); its
+  champion then appears under Models -> churn in the MLflow UI.
   Ctrl-C stops everything.
 TXT
 # Run until Ctrl-C or until one of the services dies.
