@@ -77,9 +77,7 @@ def register_and_promote(
             config, version.version, {"ct.decision": "rejected_infra", "ct.decision_reason": str(exc)}
         )
         raise
-    champion_before = registry.get_champion(config)
-    moved = champion_before is None or champion_before.version != version.version
-    previous = registry.move_champion(config, version.version, decision[:500])
+    previous, moved = registry.move_champion(config, version.version, decision[:500])
     return PromotionResult(
         model_name=config.registered_model_name,
         version=str(version.version),

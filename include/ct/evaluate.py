@@ -208,15 +208,16 @@ def evaluate_challenger(
     champion_slices: dict[str, dict[str, float]] | None = None
     extra_reason = None
     if champion_version is not None and champion_version.run_id == run_id:
+        value = challenger[config.metric]
         decision = GateDecision(
-            False,
-            config.metric,
-            challenger[config.metric],
-            challenger[config.metric],
-            0.0,
-            config.promotion.threshold,
-            min_improvement or config.promotion.min_improvement,
-            [f"run {run_id} is already the champion (v{champion_version.version})"],
+            promote=False,
+            metric=config.metric,
+            challenger=value,
+            champion=value,
+            delta=0.0,
+            threshold=config.promotion.threshold,
+            min_improvement=config.promotion.min_improvement if min_improvement is None else min_improvement,
+            reasons=[f"run {run_id} is already the champion (v{champion_version.version})"],
             champion_version=champion_version.version,
         )
         _log_decision(run_id, decision, challenger, None, challenger_slices, None)

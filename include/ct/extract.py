@@ -7,6 +7,7 @@ so a retried or repeated extract never duplicates data.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -107,7 +108,7 @@ def extract(config: PipelineConfig, *, force: bool = False) -> Snapshot:
                 f"forced run, but no batch in {paths.landing} and no accepted data to retrain on"
             )
         log.info("Forced run without new data: retraining on %d accepted snapshots", len(accepted))
-        version = data_version_of([(v, v) for v in accepted])
+        version = accepted_set_version(accepted)
         return Snapshot(config.name, version, str(paths.snapshots), [], new_data=False)
 
     hashes = [(path.name, file_sha256(path)) for path in files]
@@ -146,10 +147,13 @@ def extract(config: PipelineConfig, *, force: bool = False) -> Snapshot:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
     payload: dict[str, Any] = json.loads(path.read_text())
     return payload
+
+
+def accepted_set_version(versions: list[str]) -> str:
+    """The data version of a training set made of several accepted snapshots."""
+    return data_version_of([(version, version) for version in versions])
 
 
 def accepted_versions(config: PipelineConfig) -> list[str]:
@@ -177,4 +181,4 @@ def load_training_data(config: PipelineConfig) -> tuple[pd.DataFrame, str, list[
             if batch.part:
                 frames.append(pd.read_parquet(Path(snapshot.path) / batch.part))
     frame = pd.concat(frames, ignore_index=True)
-    return frame, data_version_of([(v, v) for v in versions]), versions
+    return frame, accepted_set_version(versions), versions

@@ -148,28 +148,27 @@ def set_version_tags(config: PipelineConfig, version: str, tags: dict[str, str])
         mlflow_client.set_model_version_tag(config.registered_model_name, version, key, value)
 
 
-def move_champion(config: PipelineConfig, version: str, reason: str) -> str | None:
-    """Point ``champion`` at ``version``; returns the previous champion version (None if none).
+def move_champion(config: PipelineConfig, version: str, reason: str) -> tuple[str | None, bool]:
+    """Point ``champion`` at ``version``: returns (previous champion version, whether it moved).
 
     A repeated call for the version already holding the alias moves nothing.
     """
     previous = get_champion(config)
     if previous is not None and previous.version == version:
         log.info("champion already points at version %s: not moving it again", version)
-        return str(previous.tags.get(f"{TAG_PREFIX}previous_champion") or "") or None
-    mlflow_client = client()
-    previous_version = previous.version if previous is not None else None
+        return str(previous.tags.get(f"{TAG_PREFIX}previous_champion") or "") or None, False
+    previous_version = str(previous.version) if previous is not None else None
     set_version_tags(
         config,
         version,
         {
-            f"{TAG_PREFIX}previous_champion": str(previous_version or ""),
+            f"{TAG_PREFIX}previous_champion": previous_version or "",
             f"{TAG_PREFIX}promotion_reason": reason,
         },
     )
-    mlflow_client.set_registered_model_alias(config.registered_model_name, CHAMPION_ALIAS, version)
+    client().set_registered_model_alias(config.registered_model_name, CHAMPION_ALIAS, version)
     log.info("champion: %s -> %s (%s)", previous_version, version, reason)
-    return previous_version
+    return previous_version, True
 
 
 def load_model(uri: str) -> Any:

@@ -260,27 +260,26 @@ def validate_snapshot(config: PipelineConfig, snapshot: Snapshot) -> ValidationO
         str(report_dir / "report.html"),
         reports,
     )
-    write_report(config, outcome, report_dir)
-    if outcome.success:
-        for batch in snapshot.batches:
-            move_file(paths.landing / batch.file, paths.archive / snapshot.data_version)
-        write_json_atomic(
-            accepted_marker,
-            {
-                "data_version": snapshot.data_version,
-                "accepted_at": datetime.now(UTC).isoformat(),
-                "rows": snapshot.rows,
-                "batches": [batch.file for batch in snapshot.batches],
-            },
-        )
-        return outcome
-
     for report in reports:
         if not report.success:
             quarantine_batch(config, report, paths.landing / report.file)
             outcome.quarantined.append(report.file)
     write_report(config, outcome, report_dir)
-    raise DataValidationError(failure_message(outcome))
+    if not outcome.success:
+        raise DataValidationError(failure_message(outcome))
+
+    for batch in snapshot.batches:
+        move_file(paths.landing / batch.file, paths.archive / snapshot.data_version)
+    write_json_atomic(
+        accepted_marker,
+        {
+            "data_version": snapshot.data_version,
+            "accepted_at": datetime.now(UTC).isoformat(),
+            "rows": snapshot.rows,
+            "batches": [batch.file for batch in snapshot.batches],
+        },
+    )
+    return outcome
 
 
 def failure_message(outcome: ValidationOutcome) -> str:

@@ -60,6 +60,16 @@ class _PipelineOperator(BaseOperator):
         return find_pipeline_config(self.pipeline)
 
 
+class _SnapshotOperator(_PipelineOperator):
+    """An operator that works on the snapshot the extract task returned."""
+
+    template_fields: Sequence[str] = ("pipeline", "snapshot")
+
+    def __init__(self, *, snapshot: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.snapshot = snapshot
+
+
 class ExtractBatchesOperator(_PipelineOperator):
     """Snapshot the new batches of the landing zone; skip the run when nothing arrived."""
 
@@ -80,16 +90,11 @@ class ExtractBatchesOperator(_PipelineOperator):
         return snapshot.to_dict()
 
 
-class ValidateDataOperator(_PipelineOperator):
+class ValidateDataOperator(_SnapshotOperator):
     """Run the GX suite on every batch; quarantine bad batches and fail, or accept the snapshot."""
 
-    template_fields: Sequence[str] = ("pipeline", "snapshot")
     operator_extra_links = (ValidationReportLink(),)
     ui_color = "#fdf1e8"
-
-    def __init__(self, *, snapshot: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.snapshot = snapshot
 
     def execute(self, context: Context) -> dict[str, Any]:
         import pandas as pd
@@ -136,16 +141,11 @@ class ValidateDataOperator(_PipelineOperator):
         context["ti"].xcom_push(key=VALIDATION_REPORT_URL, value=report_url(base, pipeline, data_version))
 
 
-class TrainChallengerOperator(_PipelineOperator):
+class TrainChallengerOperator(_SnapshotOperator):
     """Fit the configured scikit-learn Pipeline on the accepted data and log it to MLflow."""
 
-    template_fields: Sequence[str] = ("pipeline", "snapshot")
     operator_extra_links = (MlflowRunLink(),)
     ui_color = "#eafbea"
-
-    def __init__(self, *, snapshot: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.snapshot = snapshot
 
     def execute(self, context: Context) -> dict[str, Any]:
         from include.ct.train import train_challenger
