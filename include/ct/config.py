@@ -113,6 +113,20 @@ class ValidationSpec(_Strict):
     drift_threshold: float = Field(default=0.2, gt=0, description="PSI above which a feature drifted")
 
 
+class DeploySpec(_Strict):
+    """How a promoted model reaches the prediction service, and what it must pass there."""
+
+    approval: Literal["auto", "manual"] = Field(
+        default="auto", description="manual: a person approves in the Airflow UI before the alias moves"
+    )
+    approval_timeout_hours: float = Field(default=24, gt=0, description="no answer means reject")
+    smoke_rows: int = Field(default=50, ge=1, description="held-out rows sent over HTTP")
+    latency_requests: int = Field(default=100, ge=1, description="single-row requests timed")
+    latency_p95_ms: float = Field(default=100, gt=0, description="p95 budget of those requests")
+    ready_timeout_seconds: float = Field(default=120, gt=0, description="wait for the new version")
+    infra_timeout_seconds: float = Field(default=300, gt=0, description="fresh-process load check")
+
+
 class PipelineConfig(_Strict):
     """One continuous-training pipeline: its data, schema, model and promotion gate."""
 
@@ -132,6 +146,7 @@ class PipelineConfig(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    deploy: DeploySpec = Field(default_factory=DeploySpec)
     owner: str = "mlops"
     tags: list[str] = Field(default_factory=list)
     description: str | None = None

@@ -43,8 +43,8 @@ class TrainResult:
         return asdict(self)
 
 
-def coerce_to_schema(config: PipelineConfig, frame: pd.DataFrame) -> pd.DataFrame:
-    """Give validated data the dtypes the schema declares (same for training and serving)."""
+def coerce_features(config: PipelineConfig, frame: pd.DataFrame) -> pd.DataFrame:
+    """The feature columns with the dtypes the schema declares (same for training and serving)."""
     out = pd.DataFrame(index=frame.index)
     for name, spec in config.features.items():
         column = frame[name]
@@ -56,6 +56,12 @@ def coerce_to_schema(config: PipelineConfig, frame: pd.DataFrame) -> pd.DataFram
             out[name] = column.astype(bool)
         else:
             out[name] = column.astype(object).where(column.notna(), None)
+    return out
+
+
+def coerce_to_schema(config: PipelineConfig, frame: pd.DataFrame) -> pd.DataFrame:
+    """Features, target and timestamp of validated data with the schema's dtypes."""
+    out = coerce_features(config, frame)
     out[config.target] = frame[config.target]
     if config.timestamp:
         out[config.timestamp] = pd.to_datetime(frame[config.timestamp], utc=True)

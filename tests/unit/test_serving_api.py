@@ -1,0 +1,143 @@
+"""The prediction API on an in-memory model: contract, validation errors and the prediction log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from include.ct import datagen
+from include.ct.config import PipelineConfig
+from include.ct.prediction_log import read_prediction_log
+from include.ct.serving import ServedModel, ServingSettings, create_app, records_frame, sample_records
+from include.ct.train import build_pipeline, coerce_to_schema
+
+TOKEN = "unit-test-token"
+
+
+def fitted_model(config: PipelineConfig) -> ServedModel:
+    frame = coerce_to_schema(config, datagen.churn_batch(800, day=1))
+    model = build_pipeline(config).fit(frame[config.feature_names], frame[config.target])
+    return ServedModel(config, "7", "run-abc", datetime.now(UTC), model, [0, 1])
+
+
+@pytest.fixture
+def client(churn: PipelineConfig, tmp_path: Path) -> Iterator[TestClient]:
+    settings = ServingSettings(
+        max_batch=50, poll_seconds=0, reload_token=TOKEN, prediction_log=tmp_path / "log", flush_seconds=0.1
+    )
+    app = create_app([churn], settings)
+    with TestClient(app) as test_client:
+        app.state.server.slots["churn"].current = fitted_model(churn)
+        yield test_client
+
+
+def test_predicts_a_batch_like_the_model_offline(client: TestClient, churn: PipelineConfig) -> None:
+    records = sample_records(churn, 5)
+    response = client.post("/v1/models/churn/predict", json={"records": records, "ids": list("abcde")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    served = client.app.state.server.slots["churn"].current  # type: ignore[attr-defined]
+    labels, probabilities = served.predict(records_frame(churn, records))
+    assert body["version"] == "7"
+    assert body["predictions"] == labels
+    assert body["probabilities"] == probabilities  # JSON floats round-trip exactly
+    assert body["classes"] == [0, 1]
+    assert body["ids"] == list("abcde")
+
+
+def test_describe_health_and_ready(client: TestClient) -> None:
+    model = client.get("/v1/models/churn").json()
+    assert (model["version"], model["run_id"], model["ready"]) == ("7", "run-abc", True)
+    assert "loaded_at" in model
+    assert client.get("/health").json()["status"] == "ok"
+    assert client.get("/ready").status_code == 200
+    assert "/v1/models/{name}/predict" in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "status"),
+    [
+        ({"plan": "gold"}, "records[0].plan", 422),
+        ({"tenure_months": "twelve"}, "records[0].tenure_months", 422),
+        ({"support_calls": 1.5}, "records[0].support_calls", 422),
+        ({"monthly_fee": -3.0}, "records[0].monthly_fee", 422),
+        ({"surprise": 1}, "records[0].surprise", 422),
+    ],
+)
+def test_a_bad_field_is_a_422_that_names_it(
+    client: TestClient, churn: PipelineConfig, change: dict[str, object], field: str, status: int
+) -> None:
+    record = {**sample_records(churn, 1)[0], **change}
+    response = client.post("/v1/models/churn/predict", json={"records": [record]})
+    assert response.status_code == status
+    assert response.json()["detail"].startswith(field)
+
+
+def test_a_missing_field_is_named(client: TestClient, churn: PipelineConfig) -> None:
+    record = sample_records(churn, 1)[0]
+    del record["contract"]
+    response = client.post("/v1/models/churn/predict", json={"records": [record]})
+    assert response.status_code == 422
+    assert "records[0].contract" in response.json()["detail"]
+
+
+def test_nullable_feature_accepts_null(client: TestClient, churn: PipelineConfig) -> None:
+    record = {**sample_records(churn, 1)[0], "monthly_fee": None}
+    assert client.post("/v1/models/churn/predict", json={"records": [record]}).status_code == 200
+
+
+def test_malformed_requests_get_clear_4xx_and_the_service_stays_up(
+    client: TestClient, churn: PipelineConfig
+) -> None:
+    record = sample_records(churn, 1)[0]
+    nan_body = json.dumps({"records": [{**record, "monthly_fee": float("nan")}]})
+    cases = [
+        (client.post("/v1/models/churn/predict", content=b"{not json"), 400, "malformed JSON"),
+        (client.post("/v1/models/churn/predict", content=b"[1, 2]"), 422, "'records' list"),
+        (client.post("/v1/models/churn/predict", json={"records": []}), 422, "empty"),
+        (client.post("/v1/models/nope/predict", json={"records": [record]}), 404, "unknown model 'nope'"),
+        (client.post("/v1/models/churn/predict", json={"records": [record] * 51}), 413, "limit of 50"),
+        (client.post("/v1/models/churn/predict", json={"records": [record], "ids": [1]}), 422, "'ids'"),
+        (client.post("/v1/models/churn/predict", content=nan_body), 422, "monthly_fee"),
+    ]
+    for response, status, message in cases:
+        assert response.status_code == status, response.text
+        assert message in response.json()["detail"]
+    assert client.post("/v1/models/churn/predict", json={"records": [record]}).status_code == 200
+
+
+def test_reload_requires_the_token(client: TestClient) -> None:
+    assert client.post("/v1/models/churn/reload").status_code == 401
+    wrong = client.post("/v1/models/churn/reload", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403
+    assert wrong.json()["detail"] == "invalid reload token"
+
+
+def test_reload_is_disabled_without_a_configured_token(churn: PipelineConfig) -> None:
+    app = create_app([churn], ServingSettings(poll_seconds=0, reload_token=None, prediction_log=None))
+    with TestClient(app) as client:
+        response = client.post("/v1/models/churn/reload", headers={"Authorization": "Bearer x"})
+        assert response.status_code == 403
+        assert "CT_SERVING_RELOAD_TOKEN" in response.json()["detail"]
+        assert client.get("/ready").status_code == 503
+
+
+def test_every_prediction_reaches_the_log(churn: PipelineConfig, tmp_path: Path) -> None:
+    settings = ServingSettings(poll_seconds=0, prediction_log=tmp_path / "log", flush_seconds=0.1)
+    app = create_app([churn], settings)
+    records = sample_records(churn, 4)
+    with TestClient(app) as client:
+        app.state.server.slots["churn"].current = fitted_model(churn)
+        for _ in range(3):
+            response = client.post("/v1/models/churn/predict", json={"records": records, "ids": list("wxyz")})
+            assert response.status_code == 200
+    logged = read_prediction_log("churn", tmp_path / "log")  # closing the app flushed the log
+    assert len(logged) == 12
+    assert set(logged["model_version"]) == {"7"}
+    assert list(logged["prediction_id"][:4]) == list("wxyz")
+    assert {"predicted_at", "prediction", "score", *churn.feature_names} <= set(logged.columns)
