@@ -13,7 +13,8 @@ export CT_DATA_DIR ?= $(CURDIR)/data
 .PHONY: install lock lint format test test-fast run data serve bench clean help
 
 help:
-	@echo "make run    start Airflow, MLflow and seed a first batch (then trigger ct_churn)"
+	@echo "make run    start Airflow, MLflow, the prediction service and seed a first batch"
+	@echo "make serve  start only the prediction service (MLFLOW_TRACKING_URI, CT_SERVING_PORT)"
 	@echo "make test   install everything and run lint + the whole test suite"
 	@echo "make data   drop the next day's churn batch into the landing zone"
 	@echo "make lock   re-resolve requirements.txt into requirements.lock"
@@ -50,6 +51,12 @@ test-fast: install
 
 run: install
 	bash scripts/run_local.sh
+
+# The prediction service alone: MLFLOW_TRACKING_URI (default: make run's MLflow), CT_PIPELINES_DIR,
+# CT_SERVING_PORT (8000), CT_SERVING_HOST (127.0.0.1), CT_SERVING_RELOAD_TOKEN.
+serve: install
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:5000} OMP_NUM_THREADS=1 \
+	  $(PY) -m include.ct.serving serve
 
 data: install
 	$(PY) -m include.ct.datagen churn

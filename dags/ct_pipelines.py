@@ -13,10 +13,13 @@ from typing import Any
 from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import DAG, Param
 
+from ct_airflow.approval import DeployApprovalOperator
 from ct_airflow.operators import (
+    DeployModelOperator,
     EvaluateChallengerOperator,
     ExtractBatchesOperator,
-    RegisterChampionOperator,
+    RegisterModelOperator,
+    RollbackChampionOperator,
     TrainChallengerOperator,
     ValidateDataOperator,
 )
@@ -36,8 +39,9 @@ DAG_DOC = """
 
 **Flow:** extract new batches from `{landing}` → validate with the Great Expectations suite
 built from `{config_file}` → train a scikit-learn Pipeline (MLflow run) → evaluate challenger
-against the serving `champion` on the same held-out rows → gate → register and move the
-`champion` alias.
+against the serving `champion` on the same held-out rows → gate → register (and load-test in a
+fresh serving process){approval} → deploy: move the `champion` alias, make the prediction service
+serve it, smoke-test it over HTTP, check its latency, and roll back on any failure.
 
 * Primary metric **{metric}**; floor {threshold}, margin over the champion {margin},
   max slice drop {slice_drop} on slices {slices}.
@@ -98,6 +102,7 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             margin=config.promotion.min_improvement,
             slice_drop=config.promotion.max_slice_drop,
             slices=config.slices or "none",
+            approval=" → a person approves in the UI" if config.deploy.approval == "manual" else "",
         ),
     ) as dag:
         extract = ExtractBatchesOperator(
@@ -139,16 +144,92 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             doc_md="Continue to registration only if the challenger was promoted; a rejection "
             "leaves the champion untouched (the reasons are on the evaluate task and MLflow run).",
         )
-        register = RegisterChampionOperator(
-            task_id="register_and_promote",
+        register = RegisterModelOperator(
+            task_id="register",
             pipeline=config.name,
             trained=train.output,
             decision=evaluate.output,
-            doc_md="Register the model version, check it loads and predicts through the pyfunc "
-            "interface, then move the `champion` alias (once, even on retry).",
+            doc_md="Register the model version (once, even on retry) and load it in a fresh process "
+            "of the serving environment, which must predict held-out rows: a model that cannot "
+            "serve is tagged `rejected_infra` and never becomes champion.",
             **SERVICE_RETRIES,
         )
+        deploy = DeployModelOperator(
+            task_id="deploy",
+            pipeline=config.name,
+            registered=register.output,
+            trained=train.output,
+            decision=evaluate.output,
+            doc_md="Move `champion` to the new version, have the prediction service (`CT_SERVING_URL`) "
+            "reload and report it, compare its HTTP answers on held-out rows with the offline "
+            f"predictions and check p95 latency under {config.deploy.latency_p95_ms} ms. Any "
+            "failure moves the alias back and records the reason on the version.",
+        )
         extract >> validate >> train >> evaluate >> gate >> register
+        if config.deploy.approval == "manual":
+            approve = DeployApprovalOperator(
+                task_id="approve",
+                pipeline=config.name,
+                registered=register.output,
+                subject=f"Deploy {config.registered_model_name} version "
+                "{{ ti.xcom_pull(task_ids='register')['version'] }} as champion?",
+                response_timeout=timedelta(hours=config.deploy.approval_timeout_hours),
+                doc_md="A person approves the deployment in the Airflow UI (Required actions). "
+                "Reject, or no answer in time, leaves the champion unchanged; the answer is tagged "
+                "on the model version.",
+            )
+            register >> approve >> deploy
+        else:
+            register >> deploy
+    return dag
+
+
+ROLLBACK_DOC = """
+### Roll back the `champion` of `{model}`
+
+Moves the `champion` alias to the chosen version (empty: the version the current champion
+replaced), records the reason on the version rolled away from, and waits until the prediction
+service serves the restored version. Trigger it from the UI; it never runs on a schedule.
+"""
+
+
+def build_rollback_dag(config: PipelineConfig) -> DAG:
+    """``ct_<name>_rollback``: a manual, audited move of the champion back to an earlier version."""
+    with DAG(
+        dag_id=f"{config.dag_id}_rollback",
+        description=f"Manually roll back the champion of {config.registered_model_name}",
+        schedule=None,
+        catchup=False,
+        max_active_runs=1,
+        tags=["continuous-training", "rollback", *config.tags],
+        default_args={"owner": config.owner, "retries": 0},
+        doc_md=ROLLBACK_DOC.format(model=config.registered_model_name),
+        params={
+            "version": Param(
+                "",
+                type="string",
+                title="Version to restore",
+                description="Registered model version to make champion again; empty restores the "
+                "version the current champion replaced.",
+                pattern="^[0-9]*$",
+            ),
+            "reason": Param(
+                "",
+                type="string",
+                title="Reason",
+                description="Why you roll back; recorded on the model version.",
+                minLength=1,
+                maxLength=500,
+            ),
+        },
+    ) as dag:
+        RollbackChampionOperator(
+            task_id="rollback",
+            pipeline=config.name,
+            version="{{ params.version }}",
+            reason="{{ params.reason }}",
+            doc_md="Move the alias, tag the version rolled away from, and wait for the service.",
+        )
     return dag
 
 
@@ -168,3 +249,4 @@ for _path, _loaded in iter_pipeline_configs():
         globals()[_dag_id] = BrokenPipelineDag(dag_id=_dag_id, schedule=None)
     else:
         globals()[_loaded.dag_id] = build_dag(_loaded, _path)
+        globals()[f"{_loaded.dag_id}_rollback"] = build_rollback_dag(_loaded)

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# `make run`: the embedded local stack. Airflow 3 standalone (SQLite, LocalExecutor) and an MLflow
-# tracking server, both on 127.0.0.1; seeds a first churn batch; prints the URLs and the login.
+# `make run`: the embedded local stack. Airflow 3 standalone (SQLite, LocalExecutor), an MLflow
+# tracking server and the prediction service, all on 127.0.0.1; seeds a first churn batch; prints
+# the URLs and the login.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 RUN_DIR=${CT_RUN_DIR:-$ROOT/.run}
 AIRFLOW_PORT=${CT_AIRFLOW_PORT:-8080}
 MLFLOW_PORT=${CT_MLFLOW_PORT:-5000}
+SERVING_PORT=${CT_SERVING_PORT:-8000}
 BIN=$ROOT/.venv/bin
 export PATH=$BIN:$PATH  # airflow standalone starts its components by name
 
@@ -26,6 +28,18 @@ export CT_MLFLOW_UI_URL=${CT_MLFLOW_UI_URL:-http://localhost:$MLFLOW_PORT}
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
 export GX_ANALYTICS_ENABLED=false
 mkdir -p "$RUN_DIR/mlflow" "$AIRFLOW_HOME" "$CT_DATA_DIR"
+
+# The deploy task tells the prediction service to reload with this token; generated once per
+# checkout (in .run/, git-ignored) unless you set CT_SERVING_RELOAD_TOKEN yourself.
+if [ -z "${CT_SERVING_RELOAD_TOKEN:-}" ]; then
+  if [ ! -s "$RUN_DIR/serving_token" ]; then
+    (umask 077; "$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(32))' >"$RUN_DIR/serving_token")
+  fi
+  CT_SERVING_RELOAD_TOKEN=$(cat "$RUN_DIR/serving_token")
+fi
+export CT_SERVING_RELOAD_TOKEN
+export CT_SERVING_PORT=$SERVING_PORT
+export CT_SERVING_URL=http://127.0.0.1:$SERVING_PORT
 
 pids=()
 cleanup() {
@@ -54,12 +68,17 @@ if [ -z "$(find "$CT_DATA_DIR" -name 'day_*' -print -quit 2>/dev/null)" ]; then
   "$BIN/python" -m include.ct.datagen churn --rows 5000
 fi
 
+echo "Starting the prediction service on http://127.0.0.1:$SERVING_PORT (log: $RUN_DIR/serving.log)"
+OMP_NUM_THREADS=1 "$BIN/python" -m include.ct.serving serve >"$RUN_DIR/serving.log" 2>&1 &
+pids+=($!)
+
 echo "Starting Airflow standalone on http://localhost:$AIRFLOW_PORT (log: $RUN_DIR/airflow.log)"
 "$BIN/airflow" standalone >"$RUN_DIR/airflow.log" 2>&1 &
 pids+=($!)
 
 wait_http "http://127.0.0.1:$MLFLOW_PORT/health" 180 MLflow
 wait_http "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health" 300 Airflow
+wait_http "http://127.0.0.1:$SERVING_PORT/health" 120 "The prediction service"
 password=$("$BIN/python" - "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" <<'PY'
 import json, sys, time
 for _ in range(60):
@@ -73,13 +92,18 @@ cat <<TXT
 
   Airflow UI   http://localhost:$AIRFLOW_PORT   login: admin / $password
   MLflow UI    http://localhost:$MLFLOW_PORT
+  Predictions  http://localhost:$SERVING_PORT/docs   (serves churn once a champion exists)
   Landing zone $CT_DATA_DIR/landing/churn   (make data drops the next day's batch)
 
   Trigger DAG ct_churn in the Airflow UI (keep "Unpause ct_churn on trigger" ticked); its
-  champion then appears under Models -> churn in the MLflow UI.
+  champion then appears under Models -> churn in the MLflow UI, and the deploy task puts it
+  on the prediction service:
+    curl -s localhost:$SERVING_PORT/v1/models/churn/predict -H 'Content-Type: application/json' \\
+      -d '{"records": [{"tenure_months": 3, "plan": "basic", "contract": "month_to_month",
+           "region": "north", "monthly_fee": 29.5, "support_calls": 4}]}'
   Ctrl-C stops everything.
 TXT
 # Run until Ctrl-C or until one of the services dies.
 while kill -0 "${pids[@]}" 2>/dev/null; do sleep 2; done
-echo "A service stopped; see $RUN_DIR/mlflow.log and $RUN_DIR/airflow.log" >&2
+echo "A service stopped; see $RUN_DIR/mlflow.log, $RUN_DIR/airflow.log and $RUN_DIR/serving.log" >&2
 exit 1

@@ -1,87 +1,408 @@
-"""Register a promoted challenger and make it the ``champion``, after checking it loads and answers.
+"""Register a promoted challenger, prove it serves, make it the ``champion`` and roll back on failure.
 
-Idempotent end to end: a retry finds the version it registered and never moves the alias twice.
+Three steps, each idempotent: ``register_candidate`` (registry version plus infra validation in a
+fresh process of the serving environment), ``deploy_version`` (alias move, service reload, smoke
+and latency checks, automatic rollback) and ``rollback_champion`` (the manual rollback DAG).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import asdict, dataclass
-from typing import Any
-
-import pandas as pd
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from include.ct import registry
-from include.ct.config import PipelineConfig
-from include.ct.train import coerce_to_schema
+from include.ct.config import REPO_ROOT, PipelineConfig
+
+if TYPE_CHECKING:
+    import httpx
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
+SERVING_URL_ENV = "CT_SERVING_URL"
+DECISION = f"{registry.TAG_PREFIX}decision"
+DECISION_REASON = f"{registry.TAG_PREFIX}decision_reason"
+ROLLED_BACK_TO = f"{registry.TAG_PREFIX}rolled_back_to"
+DEPLOY_CHECKS = f"{registry.TAG_PREFIX}deploy_checks"
+UNDEPLOYABLE = ("rejected_infra", "rolled_back", "rejected_by_reviewer")
+
 
 class InfraValidationError(Exception):
-    """The candidate model did not load or answer through the serving interface."""
+    """The candidate did not load or answer in a fresh process of the serving environment."""
+
+
+class DeploymentError(Exception):
+    """The deployed version failed a check on the live service and the alias was rolled back."""
 
 
 @dataclass
-class PromotionResult:
-    """The registered version, the champion it replaced and where to see it."""
+class RegisteredCandidate:
+    """A registered version that passed infra validation, not yet serving."""
 
     model_name: str
     version: str
-    previous_champion: str | None
-    moved: bool
+    champion: str | None
     url: str | None
+    infra_check: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def check_model_serves(config: PipelineConfig, model_uri: str, sample: pd.DataFrame) -> None:
-    """Load ``model_uri`` as a pyfunc (signature enforced) and predict ``sample``."""
-    import mlflow.pyfunc
+@dataclass
+class DeployResult:
+    """What the deploy step did: the alias move and the checks the live service passed."""
 
+    model_name: str
+    version: str
+    previous_champion: str | None
+    moved: bool
+    service_url: str | None
+    checks: dict[str, Any] = field(default_factory=dict)
+    url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- register + infra validation ------------------------------------------------------------
+
+
+def infra_validate(config: PipelineConfig, version: str, sample_path: str | None) -> dict[str, Any]:
+    """Load ``version`` exactly as the service does, in a fresh process, and predict held-out rows.
+
+    ``CT_SERVING_PYTHON`` names the serving environment's interpreter (default: this one).
+    """
+    python = os.environ.get("CT_SERVING_PYTHON") or sys.executable
+    command = [python, "-m", "include.ct.serving", "check", "--pipeline", config.name, "--version", version]
+    if sample_path:
+        command += ["--sample", sample_path]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     try:
-        model = mlflow.pyfunc.load_model(model_uri)
-        predictions = model.predict(sample[config.feature_names])
-    except Exception as exc:
-        raise InfraValidationError(f"{model_uri} failed the serving check: {exc}") from exc
-    if len(predictions) != len(sample):
-        raise InfraValidationError(
-            f"{model_uri} returned {len(predictions)} predictions for {len(sample)} rows"
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=config.deploy.infra_timeout_seconds,
+            env=env,
+            cwd=REPO_ROOT,
+            check=False,
         )
+    except subprocess.TimeoutExpired as exc:
+        raise InfraValidationError(
+            f"version {version} did not load and predict within {config.deploy.infra_timeout_seconds} s"
+        ) from exc
+    answer = _last_json_line(done.stdout)
+    if done.returncode != 0 or not answer.get("ok"):
+        problem = answer.get("error") or done.stderr.strip()[-2000:] or f"exit code {done.returncode}"
+        raise InfraValidationError(f"version {version} cannot serve: {problem}")
+    return answer
 
 
-def register_and_promote(
-    config: PipelineConfig,
-    run_id: str,
-    test_path: str,
-    *,
-    decision: str,
-    lineage: registry.Lineage,
-) -> PromotionResult:
-    """Register ``run_id``'s model, check it serves, then move ``champion`` to it."""
+def _last_json_line(text: str) -> dict[str, Any]:
+    for line in reversed(text.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+def register_candidate(
+    config: PipelineConfig, run_id: str, test_path: str, *, decision: str, lineage: registry.Lineage
+) -> RegisteredCandidate:
+    """Register ``run_id``'s model (once) and prove it loads and predicts in a fresh process."""
     tags = {
         **lineage.tags(),
         **registry.lineage_tags_of_run(run_id),  # the version shows the data it was trained on
         "ct.promoted_by_run_id": lineage.run_id,
-        "ct.decision": "promote",
-        "ct.decision_reason": decision[:5000],
+        DECISION: "promote",
+        DECISION_REASON: decision[:5000],
     }
-    version = registry.register_version(config, run_id, tags)
-    sample = coerce_to_schema(config, pd.read_parquet(test_path)).head(20)
-    uri = f"models:/{config.registered_model_name}/{version.version}"
+    version = str(registry.register_version(config, run_id, tags).version)
     try:
-        check_model_serves(config, uri, sample)
+        check = infra_validate(config, version, test_path)
     except InfraValidationError as exc:
         registry.set_version_tags(
-            config, version.version, {"ct.decision": "rejected_infra", "ct.decision_reason": str(exc)}
+            config, version, {DECISION: "rejected_infra", DECISION_REASON: str(exc)[:5000]}
         )
         raise
-    previous, moved = registry.move_champion(config, version.version, decision[:500])
-    return PromotionResult(
+    log.info("version %s passed infra validation in a fresh process: %s", version, check)
+    champion = registry.get_champion(config)
+    return RegisteredCandidate(
         model_name=config.registered_model_name,
-        version=str(version.version),
+        version=version,
+        champion=str(champion.version) if champion is not None else None,
+        url=registry.model_version_url(config.registered_model_name, version),
+        infra_check=check,
+    )
+
+
+# --- the live service -----------------------------------------------------------------------
+
+
+class ServiceClient:
+    """HTTP client of the prediction service, as the deploy task uses it."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        import httpx
+
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self._http: httpx.Client = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    @classmethod
+    def from_env(cls) -> ServiceClient | None:
+        """The service at ``CT_SERVING_URL`` with ``CT_SERVING_RELOAD_TOKEN``; None if unset."""
+        url = os.environ.get(SERVING_URL_ENV, "").strip()
+        return cls(url, os.environ.get("CT_SERVING_RELOAD_TOKEN") or None) if url else None
+
+    def status(self, name: str) -> dict[str, Any]:
+        response = self._http.get(f"/v1/models/{name}")
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def reload(self, name: str) -> dict[str, Any]:
+        """Ask the service to follow the alias now (it also polls, so a failure here is logged only)."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        response = self._http.post(f"/v1/models/{name}/reload", headers=headers, timeout=300)
+        if response.status_code >= 400:
+            log.warning("reload of %s answered %s: %s", name, response.status_code, response.text[:500])
+        return {"status": response.status_code, **_json_or_empty(response)}
+
+    def predict(self, name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+        response = self._http.post(f"/v1/models/{name}/predict", json={"records": records})
+        if response.status_code != 200:
+            raise DeploymentCheckError(f"predict answered {response.status_code}: {response.text[:500]}")
+        result: dict[str, Any] = response.json()
+        return result
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
+    try:
+        value = response.json()
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class DeploymentCheckError(Exception):
+    """One check on the live service failed (the caller rolls back)."""
+
+
+def wait_for_version(service: ServiceClient, name: str, version: str, timeout: float) -> float:
+    """Seconds until the service reports ``version`` as serving; raises after ``timeout``."""
+    started = time.monotonic()
+    last: Any = None
+    while time.monotonic() - started < timeout:
+        try:
+            last = service.status(name)
+        except Exception as exc:  # noqa: BLE001 - the service may be restarting: keep asking
+            last = str(exc)
+        else:
+            if str(last.get("version")) == version:
+                return time.monotonic() - started
+        time.sleep(0.5)
+    raise DeploymentCheckError(f"the service did not serve version {version} within {timeout} s: {last}")
+
+
+def json_records(config: PipelineConfig, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready records of the schema's features (NaN becomes null)."""
+    records = []
+    for row in frame[config.feature_names].to_dict(orient="records"):
+        record = {}
+        for key, value in row.items():
+            plain = value.item() if hasattr(value, "item") else value
+            record[str(key)] = None if isinstance(plain, float) and math.isnan(plain) else plain
+        records.append(record)
+    return records
+
+
+def smoke_test(
+    config: PipelineConfig, service: ServiceClient, version: str, test_path: str
+) -> dict[str, Any]:
+    """Held-out rows over HTTP must give exactly the offline predictions of the same version."""
+    import pandas as pd
+
+    from include.ct.serving import load_served_model, records_frame
+
+    rows = json_records(config, pd.read_parquet(test_path).head(config.deploy.smoke_rows))
+    answer = service.predict(config.name, rows)
+    if str(answer.get("version")) != version:
+        raise DeploymentCheckError(
+            f"smoke test was answered by version {answer.get('version')}, not {version}"
+        )
+    offline, offline_probabilities = load_served_model(config, version).predict(records_frame(config, rows))
+    mismatched = [i for i, (a, b) in enumerate(zip(answer["predictions"], offline, strict=True)) if a != b]
+    if offline_probabilities is not None:
+        for index, (online, local) in enumerate(
+            zip(answer["probabilities"], offline_probabilities, strict=True)
+        ):
+            if any(abs(a - b) > 1e-9 for a, b in zip(online, local, strict=True)):
+                mismatched.append(index)
+    if mismatched:
+        raise DeploymentCheckError(
+            f"smoke test: {len(set(mismatched))} of {len(rows)} online predictions differ from the "
+            f"offline ones (first rows {sorted(set(mismatched))[:5]})"
+        )
+    return {"smoke_rows": len(rows)}
+
+
+def latency_check(config: PipelineConfig, service: ServiceClient, test_path: str) -> dict[str, Any]:
+    """p95 of single-row requests must stay under ``deploy.latency_p95_ms``."""
+    import pandas as pd
+
+    rows = json_records(config, pd.read_parquet(test_path).head(config.deploy.latency_requests))
+    budget = config.deploy.latency_p95_ms
+    allowed_slow = int(0.05 * config.deploy.latency_requests)  # more than this and p95 is over
+    timings: list[float] = []
+    for index in range(config.deploy.latency_requests):
+        started = time.perf_counter()
+        service.predict(config.name, [rows[index % len(rows)]])
+        timings.append((time.perf_counter() - started) * 1000)
+        if sum(t > budget for t in timings) > allowed_slow:
+            break  # the budget is already missed: stop loading a slow service
+    timings.sort()
+    p50 = timings[len(timings) // 2]
+    p95 = timings[min(len(timings) - 1, math.ceil(0.95 * len(timings)) - 1)]
+    if p95 > budget:
+        raise DeploymentCheckError(
+            f"latency: p95 {p95:.1f} ms over {len(timings)} requests exceeds {budget} ms"
+        )
+    return {"latency_requests": len(timings), "p50_ms": round(p50, 2), "p95_ms": round(p95, 2)}
+
+
+def verify_serving(
+    config: PipelineConfig, service: ServiceClient, version: str, test_path: str
+) -> dict[str, Any]:
+    """Reload, wait for ``version``, then smoke and latency checks; raises DeploymentCheckError."""
+    service.reload(config.name)
+    waited = wait_for_version(service, config.name, version, config.deploy.ready_timeout_seconds)
+    checks: dict[str, Any] = {"ready_after_s": round(waited, 2)}
+    checks.update(smoke_test(config, service, version, test_path))
+    checks.update(latency_check(config, service, test_path))
+    return checks
+
+
+# --- deploy and roll back -------------------------------------------------------------------
+
+
+def deploy_version(
+    config: PipelineConfig,
+    version: str,
+    test_path: str,
+    *,
+    reason: str,
+    service: ServiceClient | None,
+) -> DeployResult:
+    """Move ``champion`` to ``version`` and prove the live service serves it; roll back on failure."""
+    tags = registry.client().get_model_version(config.registered_model_name, version).tags
+    if tags.get(DECISION) in UNDEPLOYABLE:
+        raise DeploymentError(
+            f"version {version} is marked {tags[DECISION]}: {tags.get(DECISION_REASON, '')}"
+        )
+    previous, moved = registry.move_champion(config, version, reason[:500])
+    result = DeployResult(
+        model_name=config.registered_model_name,
+        version=version,
         previous_champion=previous,
         moved=moved,
-        url=registry.model_version_url(config.registered_model_name, str(version.version)),
+        service_url=service.base_url if service else None,
+        url=registry.model_version_url(config.registered_model_name, version),
     )
+    if service is None:
+        log.warning(
+            "%s is not set: champion moved to %s, but no prediction service was checked",
+            SERVING_URL_ENV,
+            version,
+        )
+        return result
+    try:
+        result.checks = verify_serving(config, service, version, test_path)
+    except Exception as exc:
+        problem = str(exc) if isinstance(exc, DeploymentCheckError) else f"{type(exc).__name__}: {exc}"
+        restore_previous(config, version, previous, problem, service)
+        raise DeploymentError(
+            f"version {version} failed on the live service and was rolled back "
+            f"to {previous or 'no champion'}: {problem}"
+        ) from exc
+    registry.set_version_tags(config, version, {DEPLOY_CHECKS: json.dumps(result.checks)})
+    log.info("version %s is serving at %s: %s", version, service.base_url, result.checks)
+    return result
+
+
+def restore_previous(
+    config: PipelineConfig, failed: str, previous: str | None, problem: str, service: ServiceClient | None
+) -> None:
+    """Point ``champion`` back at ``previous`` (or remove it), record why, and make the service follow."""
+    if previous:
+        registry.set_champion_alias(config, previous)
+    else:
+        registry.delete_champion_alias(config)
+    registry.set_version_tags(
+        config,
+        failed,
+        {
+            DECISION: "rolled_back",
+            DECISION_REASON: problem[:5000],
+            ROLLED_BACK_TO: previous or "",
+        },
+    )
+    log.error("rolled champion back from %s to %s: %s", failed, previous or "(none)", problem)
+    if service is not None and previous:
+        try:
+            service.reload(config.name)
+            wait_for_version(service, config.name, previous, config.deploy.ready_timeout_seconds)
+        except Exception:
+            log.exception("the service did not confirm version %s after the rollback", previous)
+
+
+def rollback_champion(
+    config: PipelineConfig, to_version: str | None, *, reason: str, service: ServiceClient | None
+) -> dict[str, Any]:
+    """Manual rollback: ``champion`` to ``to_version`` (default: the version it replaced)."""
+    current = registry.get_champion(config)
+    if current is None:
+        raise ValueError(f"{config.registered_model_name} has no champion to roll back")
+    target = to_version or current.tags.get(f"{registry.TAG_PREFIX}previous_champion") or None
+    if not target:
+        raise ValueError(
+            f"champion v{current.version} replaced no earlier version: name the version to restore"
+        )
+    registry.client().get_model_version(config.registered_model_name, target)  # exists, or a clear error
+    if str(current.version) == str(target):
+        log.info("champion already points at version %s: nothing to roll back", target)
+        return {"from": str(current.version), "to": str(target), "moved": False}
+    registry.set_champion_alias(config, str(target))
+    registry.set_version_tags(
+        config,
+        str(current.version),
+        {
+            DECISION: "rolled_back",
+            DECISION_REASON: f"manual rollback: {reason}"[:5000],
+            ROLLED_BACK_TO: str(target),
+        },
+    )
+    log.warning("manual rollback of %s: %s -> %s (%s)", config.name, current.version, target, reason)
+    served = None
+    if service is not None:
+        service.reload(config.name)
+        wait_for_version(service, config.name, str(target), config.deploy.ready_timeout_seconds)
+        served = str(target)
+    return {"from": str(current.version), "to": str(target), "moved": True, "serving": served}

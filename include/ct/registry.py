@@ -171,6 +171,29 @@ def move_champion(config: PipelineConfig, version: str, reason: str) -> tuple[st
     return previous_version, True
 
 
+def set_champion_alias(config: PipelineConfig, version: str) -> None:
+    """Point ``champion`` at ``version`` without the promotion bookkeeping (rollbacks)."""
+    client().set_registered_model_alias(config.registered_model_name, CHAMPION_ALIAS, version)
+
+
+def delete_champion_alias(config: PipelineConfig) -> None:
+    """Remove ``champion`` (a first deployment that failed has nothing to fall back to)."""
+    client().delete_registered_model_alias(config.registered_model_name, CHAMPION_ALIAS)
+
+
+def champion_version_strict(config: PipelineConfig) -> str | None:
+    """The champion's version; None only if the registry says there is none (errors propagate)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client().get_model_version_by_alias(config.registered_model_name, CHAMPION_ALIAS)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+    return str(version.version)
+
+
 def load_model(uri: str) -> Any:
     """Load a scikit-learn model logged by this project."""
     import mlflow.sklearn

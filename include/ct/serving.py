@@ -287,7 +287,12 @@ class ModelSlot:
                 return False
             self.checked_at = datetime.now(UTC)
             if target is None:
-                self.last_error = "no champion registered yet"
+                if self.current is not None:  # the alias was removed: stop serving that version
+                    log.warning(
+                        "%s: champion alias removed, unloading v%s", self.config.name, self.current.version
+                    )
+                    self.current = None
+                self.last_error = "no champion registered"
                 return False
             if self.current is not None and self.current.version == target:
                 self.last_error = None
@@ -312,8 +317,7 @@ class ModelSlot:
             return True
 
     def _champion_version(self) -> str | None:
-        champion = registry.get_champion(self.config)
-        return str(champion.version) if champion is not None else None
+        return registry.champion_version_strict(self.config)
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = self.current.describe() if self.current else {"name": self.config.name}

@@ -185,8 +185,8 @@ class EvaluateChallengerOperator(_PipelineOperator):
         return decision.to_dict()
 
 
-class RegisterChampionOperator(_PipelineOperator):
-    """Register the promoted challenger, check it serves, and move the ``champion`` alias."""
+class RegisterModelOperator(_PipelineOperator):
+    """Register the promoted challenger and prove it loads and predicts in a fresh serving process."""
 
     template_fields: Sequence[str] = ("pipeline", "trained", "decision")
     operator_extra_links = (MlflowModelVersionLink(),)
@@ -198,24 +198,104 @@ class RegisterChampionOperator(_PipelineOperator):
         self.decision = decision
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.ct.deploy import register_and_promote
+        from include.ct.deploy import InfraValidationError, register_candidate
 
         config = self.load_config()
         if not self.decision.get("promote"):
             raise AirflowSkipException(f"Gate rejected the challenger: {self.decision['summary']}")
         lineage = _lineage(config.name, context, self.trained["training_data_version"])
-        result = register_and_promote(
-            config,
-            self.trained["run_id"],
-            self.trained["test_path"],
-            decision=self.decision["summary"],
-            lineage=lineage,
-        )
-        context["ti"].xcom_push(key=MODEL_VERSION_URL, value=result.url or "")
+        context["ti"].xcom_push(key=MODEL_VERSION_URL, value="")
+        try:
+            candidate = register_candidate(
+                config,
+                self.trained["run_id"],
+                self.trained["test_path"],
+                decision=self.decision["summary"],
+                lineage=lineage,
+            )
+        except InfraValidationError as exc:
+            # The model itself is broken: a retry would fail the same way. The champion is unchanged.
+            raise AirflowFailException(str(exc)) from exc
+        context["ti"].xcom_push(key=MODEL_VERSION_URL, value=candidate.url or "")
         self.log.info(
-            "champion of %s is now version %s (was %s)",
+            "registered %s version %s; it loads and predicts in a fresh process (%s)",
+            candidate.model_name,
+            candidate.version,
+            candidate.infra_check,
+        )
+        return candidate.to_dict()
+
+
+class DeployModelOperator(_PipelineOperator):
+    """Move ``champion`` to the registered version and prove the prediction service serves it.
+
+    The service reloads, must report the new version, answer held-out rows exactly as offline and
+    meet the latency budget; any failure moves the alias back and fails the task with the reason.
+    """
+
+    template_fields: Sequence[str] = ("pipeline", "registered", "trained", "decision")
+    operator_extra_links = (MlflowModelVersionLink(),)
+    ui_color = "#fff3d6"
+
+    def __init__(self, *, registered: Any, trained: Any, decision: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.registered = registered
+        self.trained = trained
+        self.decision = decision
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.ct.deploy import DeploymentError, ServiceClient, deploy_version
+
+        config = self.load_config()
+        version = str(self.registered["version"])
+        context["ti"].xcom_push(key=MODEL_VERSION_URL, value=self.registered.get("url") or "")
+        service = ServiceClient.from_env()
+        try:
+            result = deploy_version(
+                config, version, self.trained["test_path"], reason=self.decision["summary"], service=service
+            )
+        except DeploymentError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        finally:
+            if service is not None:
+                service.close()
+        self.log.info(
+            "champion of %s is now version %s (was %s); checks on the live service: %s",
             result.model_name,
             result.version,
             result.previous_champion,
+            result.checks or "none (CT_SERVING_URL not set)",
         )
         return result.to_dict()
+
+
+class RollbackChampionOperator(_PipelineOperator):
+    """Move ``champion`` back to a chosen version (default: the one it replaced) and reload serving."""
+
+    template_fields: Sequence[str] = ("pipeline", "version", "reason")
+    operator_extra_links = (MlflowModelVersionLink(),)
+    ui_color = "#fde8e8"
+
+    def __init__(self, *, version: Any = "", reason: Any = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.version = version
+        self.reason = reason
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.ct.deploy import ServiceClient, rollback_champion
+        from include.ct.registry import model_version_url
+
+        config = self.load_config()
+        target = str(self.version or "").strip() or None
+        service = ServiceClient.from_env()
+        try:
+            result = rollback_champion(config, target, reason=str(self.reason or "manual"), service=service)
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        finally:
+            if service is not None:
+                service.close()
+        url = model_version_url(config.registered_model_name, result["to"])
+        context["ti"].xcom_push(key=MODEL_VERSION_URL, value=url or "")
+        self.log.warning("champion of %s: %s -> %s", config.name, result["from"], result["to"])
+        return result

@@ -13,7 +13,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO_ROOT / "dags").glob("*.py"))
 HEAVY_MODULES = ("pandas", "sklearn", "mlflow", "great_expectations", "matplotlib", "pyarrow")
-CT_TASKS = ["extract", "validate", "train", "evaluate", "gate", "register_and_promote"]
+CT_TASKS = ["extract", "validate", "train", "evaluate", "gate", "register", "deploy"]
 
 BROKEN_CONFIG = """\
 name: broken
@@ -44,7 +44,9 @@ def test_every_dag_has_owner_tags_docs_and_retries(dagbag: object) -> None:
         assert dag.max_active_runs == 1, dag_id
         for task in dag.tasks:
             assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id} has no owner"
-            assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+            # A rollback is triggered and watched by a person: it is never retried blindly.
+            if not dag_id.endswith("_rollback"):
+                assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
             assert task.doc_md, f"{dag_id}.{task.task_id} has no doc_md"
 
 
@@ -55,19 +57,57 @@ def test_ct_dag_shape_schedule_and_params(dagbag: object) -> None:
     assert dag.catchup is False
     assert {"force", "min_improvement", "reason"} <= set(dag.params)
     assert dag.params["force"] is False
-    for task_id in ("train", "evaluate", "register_and_promote"):
+    for task_id in ("train", "evaluate", "register"):
         task = dag.get_task(task_id)
         assert task.retries >= 3 and task.retry_exponential_backoff, task_id
     links = {
         task_id: [link.name for link in dag.get_task(task_id).operator_extra_links]
-        for task_id in ("validate", "train", "evaluate", "register_and_promote")
+        for task_id in ("validate", "train", "evaluate", "register", "deploy")
     }
     assert links == {
         "validate": ["Validation report"],
         "train": ["MLflow run"],
         "evaluate": ["MLflow run"],
-        "register_and_promote": ["MLflow model version"],
+        "register": ["MLflow model version"],
+        "deploy": ["MLflow model version"],
     }
+
+
+def test_rollback_dag_is_manual_with_validated_params(dagbag: object) -> None:
+    dag = dagbag.dags["ct_churn_rollback"]  # type: ignore[attr-defined]
+    assert type(dag.timetable).__name__ == "NullTimetable"
+    assert [t.task_id for t in dag.tasks] == ["rollback"]
+    assert {"version", "reason"} == set(dag.params)
+
+
+def test_manual_approval_puts_a_person_before_the_alias_moves(tmp_path: Path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from tests.helpers.fixtures import copy_config
+
+    copy_config(
+        REPO_ROOT / "include/pipelines/churn.yaml",
+        tmp_path,
+        **{"name: churn": "name: gated", "schedule:": "deploy: {approval: manual}\nschedule:"},
+    )
+    previous = os.environ.get("CT_PIPELINES_DIR")
+    os.environ["CT_PIPELINES_DIR"] = str(tmp_path)
+    try:
+        bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    finally:
+        if previous is None:
+            os.environ.pop("CT_PIPELINES_DIR")
+        else:
+            os.environ["CT_PIPELINES_DIR"] = previous
+    assert bag.import_errors == {}
+    dag = bag.dags["ct_gated"]
+    assert [t.task_id for t in dag.topological_sort()][-3:] == ["register", "approve", "deploy"]
+    approve = dag.get_task("approve")
+    assert isinstance(approve, ApprovalOperator)
+    assert approve.defaults == ["Reject"]
+    assert "approve" in dag.get_task("deploy").upstream_task_ids
+    assert "approve" not in bag.dags["ct_churn"].task_ids
 
 
 PARSE_PROBE = """

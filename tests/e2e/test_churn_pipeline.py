@@ -54,7 +54,8 @@ def test_first_run_registers_a_champion_with_lineage(env: MlflowClient) -> None:
     assert contexts == {"training", "evaluation"}
     artifacts = {a.path for a in env.list_artifacts(champion.run_id, "plots")}
     assert {"plots/confusion_matrix.png", "plots/roc_curve.png"} <= artifacts
-    assert result.xcom["register_and_promote"]["version"] == champion.version
+    assert result.xcom["register"]["version"] == champion.version
+    assert result.xcom["deploy"]["version"] == champion.version
     report = Path(result.xcom["validate"]["report"])
     assert report.exists() and "passed" in report.read_text()
 
@@ -63,7 +64,7 @@ def test_second_run_without_new_data_is_skipped(env: MlflowClient) -> None:
     before = versions(env)
     result = run_dag("ct_churn")
     assert result.tasks["extract"] == "skipped"
-    assert result.tasks["register_and_promote"] == "skipped"
+    assert result.tasks["register"] == "skipped"
     assert versions(env) == before
 
 
@@ -74,7 +75,7 @@ def test_challenger_that_misses_the_gate_leaves_the_champion(env: MlflowClient) 
     result = run_dag("ct_churn", {"min_improvement": 0.5, "reason": "strict gate drill"})
     assert result.state == "success", result.tasks
     assert result.tasks["evaluate"] == "success"
-    assert result.tasks["register_and_promote"] == "skipped"
+    assert result.tasks["register"] == "skipped"
     assert env.get_model_version_by_alias("churn", "champion").version == champion_before
     skew = result.xcom["validate"]["value_skew"]
     assert skew["champion"] == champion_before
@@ -136,4 +137,4 @@ def test_a_later_good_batch_trains_again(env: MlflowClient) -> None:
         assert champion.run_id == result.xcom["train"]["run_id"]
         assert champion.tags["ct.previous_champion"]
     else:
-        assert result.tasks["register_and_promote"] == "skipped"
+        assert result.tasks["register"] == "skipped"

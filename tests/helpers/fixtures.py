@@ -170,3 +170,35 @@ def copy_config(source: Path, folder: Path, **replacements: str) -> Path:
     target.write_text(text)
     shutil.copymode(source, target)
     return target
+
+
+@dataclass
+class PredictionService:
+    """A running prediction service process (``python -m include.ct.serving``) on loopback."""
+
+    url: str
+    token: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def start_prediction_service(root: Path, env: dict[str, str]) -> PredictionService:
+    """Start the service with ``env`` on a free port and wait until it answers /health."""
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    token = uuid.uuid4().hex
+    log_path = root / "serving.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "include.ct.serving", "serve", "--port", str(port)],
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+        env={**os.environ, "CT_SERVING_RELOAD_TOKEN": token, **env},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health", timeout=120, process=process)
+    except (RuntimeError, TimeoutError):
+        process.kill()
+        raise RuntimeError(log_path.read_text()[-3000:]) from None
+    return PredictionService(url, token, process, log_path)

@@ -51,7 +51,8 @@ def test_ct_churn_runs_on_postgres_metadata_db(
         "evaluate": "success",
         "extract": "success",
         "gate": "success",
-        "register_and_promote": "success",
+        "register": "success",
+        "deploy": "success",
         "train": "success",
         "validate": "success",
     }

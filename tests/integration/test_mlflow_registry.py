@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 
 from include.ct import datagen, registry
 from include.ct.config import find_pipeline_config
-from include.ct.deploy import register_and_promote
+from include.ct.deploy import DeployResult, deploy_version, register_candidate
 from include.ct.extract import extract
 from include.ct.train import train_challenger
 from include.ct.validate import validate_snapshot
@@ -33,12 +33,13 @@ def test_retries_never_duplicate_runs_versions_or_alias_moves(
     assert retried.run_id == first.run_id
     assert first.run_url and first.run_url.startswith(mlflow_server.url)
 
-    promoted = register_and_promote(
-        config, first.run_id, first.test_path, decision="promote: test", lineage=lineage
-    )
-    again = register_and_promote(
-        config, first.run_id, first.test_path, decision="promote: test", lineage=lineage
-    )
+    def promote(run_id: str, test_path: str, lineage: registry.Lineage) -> DeployResult:
+        candidate = register_candidate(config, run_id, test_path, decision="promote: test", lineage=lineage)
+        assert candidate.infra_check["ok"] is True
+        return deploy_version(config, candidate.version, test_path, reason="test", service=None)
+
+    promoted = promote(first.run_id, first.test_path, lineage)
+    again = promote(first.run_id, first.test_path, lineage)
     assert (promoted.version, promoted.moved) == ("1", True)
     assert (again.version, again.moved) == ("1", False)
     client = MlflowClient(tracking_uri=mlflow_server.url)
@@ -52,7 +53,7 @@ def test_retries_never_duplicate_runs_versions_or_alias_moves(
     )
     second = train_challenger(config, other)
     assert second.run_id != first.run_id
-    replaced = register_and_promote(config, second.run_id, second.test_path, decision="x", lineage=other)
+    replaced = promote(second.run_id, second.test_path, other)
     assert (replaced.version, replaced.previous_champion) == ("2", "1")
     champion = client.get_model_version_by_alias("churn", "champion")
     assert champion.version == "2"
