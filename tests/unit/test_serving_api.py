@@ -141,3 +141,42 @@ def test_every_prediction_reaches_the_log(churn: PipelineConfig, tmp_path: Path)
     assert set(logged["model_version"]) == {"7"}
     assert list(logged["prediction_id"][:4]) == list("wxyz")
     assert {"predicted_at", "prediction", "score", *churn.feature_names} <= set(logged.columns)
+
+
+def test_request_frame_matches_training_dtypes_and_values(churn: PipelineConfig) -> None:
+    import pandas as pd
+
+    from include.ct.train import coerce_features
+
+    records = sample_records(churn, 20)
+    records[0]["monthly_fee"] = None
+    fast = records_frame(churn, records)
+    reference = coerce_features(churn, pd.DataFrame.from_records(records))
+    pd.testing.assert_frame_equal(fast, reference)
+
+
+def test_concurrent_requests_share_one_model_call(churn: PipelineConfig) -> None:
+    import asyncio
+
+    from include.ct.serving import PredictionBatcher
+
+    served = fitted_model(churn)
+    calls: list[int] = []
+
+    class CountingModel:
+        def predict_proba(self, frame: object) -> object:
+            calls.append(len(frame))  # type: ignore[arg-type]
+            return served.model.predict_proba(frame)
+
+    counting = ServedModel(churn, "7", "run", served.loaded_at, CountingModel(), [0, 1])
+    records = sample_records(churn, 12)
+
+    async def burst() -> list[tuple[list[object], object]]:
+        batcher = PredictionBatcher()
+        return await asyncio.gather(*(batcher.predict(counting, [r]) for r in records))
+
+    answers = asyncio.run(burst())
+    assert calls == [12]
+    labels, probabilities = served.predict(records_frame(churn, records))
+    assert [a[0][0] for a in answers] == labels
+    assert [a[1][0] for a in answers] == probabilities  # type: ignore[index]
