@@ -62,7 +62,7 @@ data: install
 	$(PY) -m include.ct.datagen churn
 
 bench: install
-	@echo "No benchmarks yet: see the open benchmark issue."
+	OMP_NUM_THREADS=1 $(PY) -m bench.serving
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

@@ -59,6 +59,7 @@ class ServingSettings:
     prediction_log: Path | None = None
     flush_seconds: float = 5.0
     pipelines: tuple[str, ...] | None = None
+    load_on_start: bool = True
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -407,8 +408,10 @@ class ModelServer:
     async def start(self) -> None:
         if self.prediction_log is not None:
             self.prediction_log.start()
-        if self.settings.poll_seconds > 0:  # 0 disables polling: reloads come only over HTTP
+        if self.settings.poll_seconds > 0:
             self._poller = asyncio.create_task(self._poll_forever())
+        elif self.settings.load_on_start:  # no polling: load once, then reloads come over HTTP
+            self._poller = asyncio.create_task(self._refresh_all())
 
     async def stop(self) -> None:
         if self._poller is not None:
@@ -418,10 +421,13 @@ class ModelServer:
         if self.prediction_log is not None:
             await asyncio.to_thread(self.prediction_log.close)
 
+    async def _refresh_all(self) -> None:
+        for slot in self.slots.values():
+            await slot.refresh()
+
     async def _poll_forever(self) -> None:
         while True:
-            for slot in self.slots.values():
-                await slot.refresh()
+            await self._refresh_all()
             await asyncio.sleep(self.settings.poll_seconds)
 
 

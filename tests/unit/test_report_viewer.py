@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 
+from ct_airflow.reports import app, report_url
 from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.extract import extract
 from include.ct.validate import validate_snapshot
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))
-from ct_airflow.reports import app, report_url
 
 
 @pytest.fixture

@@ -28,7 +28,12 @@ def fitted_model(config: PipelineConfig) -> ServedModel:
 @pytest.fixture
 def client(churn: PipelineConfig, tmp_path: Path) -> Iterator[TestClient]:
     settings = ServingSettings(
-        max_batch=50, poll_seconds=0, reload_token=TOKEN, prediction_log=tmp_path / "log", flush_seconds=0.1
+        max_batch=50,
+        poll_seconds=0,
+        load_on_start=False,
+        reload_token=TOKEN,
+        prediction_log=tmp_path / "log",
+        flush_seconds=0.1,
     )
     app = create_app([churn], settings)
     with TestClient(app) as test_client:
@@ -119,7 +124,9 @@ def test_reload_requires_the_token(client: TestClient) -> None:
 
 
 def test_reload_is_disabled_without_a_configured_token(churn: PipelineConfig) -> None:
-    app = create_app([churn], ServingSettings(poll_seconds=0, reload_token=None, prediction_log=None))
+    app = create_app(
+        [churn], ServingSettings(poll_seconds=0, load_on_start=False, reload_token=None, prediction_log=None)
+    )
     with TestClient(app) as client:
         response = client.post("/v1/models/churn/reload", headers={"Authorization": "Bearer x"})
         assert response.status_code == 403
@@ -128,7 +135,9 @@ def test_reload_is_disabled_without_a_configured_token(churn: PipelineConfig) ->
 
 
 def test_every_prediction_reaches_the_log(churn: PipelineConfig, tmp_path: Path) -> None:
-    settings = ServingSettings(poll_seconds=0, prediction_log=tmp_path / "log", flush_seconds=0.1)
+    settings = ServingSettings(
+        poll_seconds=0, load_on_start=False, prediction_log=tmp_path / "log", flush_seconds=0.1
+    )
     app = create_app([churn], settings)
     records = sample_records(churn, 4)
     with TestClient(app) as client:

@@ -1,0 +1,387 @@
+"""Serving benchmark: this prediction service against ``mlflow models serve`` on the same model.
+
+Single-row and 100-row requests at concurrency 1, 16 and 64 (QPS, p50, p99, errors), then the
+failed requests during hot swaps under load. Writes ``bench/serving.md`` and ``bench/serving.json``.
+
+    make bench                          # the full run (about 6 minutes)
+    python -m bench.serving --seconds 3 # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = "churn"
+
+
+@dataclass
+class LoadResult:
+    server: str
+    rows: int
+    concurrency: int
+    seconds: float
+    requests: int
+    errors: int
+    qps: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+# --- a lean HTTP/1.1 keep-alive load generator ----------------------------------------------
+
+
+async def _client(
+    port: int, request: bytes, stop_at: list[float], latencies: list[float], errors: list[str]
+) -> None:
+    """One keep-alive connection sending ``request`` until ``stop_at[0]`` (a shared, movable deadline)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.perf_counter() < stop_at[0]:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if int(head.split(b" ", 2)[1]) != 200:
+                errors.append(head.split(b"\r\n", 1)[0].decode())
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        errors.append(type(exc).__name__)
+    finally:
+        writer.close()
+
+
+def http_request(port: int, path: str, body: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def run_load(
+    port: int, path: str, body: bytes, concurrency: int, seconds: float
+) -> tuple[list[float], list[str], float]:
+    request = http_request(port, path, body)
+    latencies: list[float] = []
+    errors: list[str] = []
+    started = time.perf_counter()
+    stop_at = [started + seconds]
+    await asyncio.gather(*(_client(port, request, stop_at, latencies, errors) for _ in range(concurrency)))
+    return latencies, errors, time.perf_counter() - started
+
+
+def summarize(
+    server: str, rows: int, concurrency: int, latencies: list[float], errors: list[str], elapsed: float
+) -> LoadResult:
+    ordered = sorted(latencies) or [0.0]
+
+    def percentile(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+    return LoadResult(
+        server=server,
+        rows=rows,
+        concurrency=concurrency,
+        seconds=round(elapsed, 1),
+        requests=len(latencies),
+        errors=len(errors),
+        qps=round(len(latencies) / elapsed, 1),
+        p50_ms=percentile(0.50),
+        p99_ms=percentile(0.99),
+        max_ms=round(ordered[-1] * 1000, 2),
+    )
+
+
+# --- the model and the two servers ----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def train_two_versions() -> None:
+    """Two registered versions of the bundled churn model; version 1 is the champion."""
+    from include.ct import datagen, registry
+    from include.ct.config import find_pipeline_config
+    from include.ct.deploy import deploy_version, register_candidate
+    from include.ct.extract import extract
+    from include.ct.train import train_challenger
+    from include.ct.validate import validate_snapshot
+
+    config = find_pipeline_config(PIPELINE)
+    for day in (1, 2):
+        datagen.write_batch(config, day=day, rows=5000)
+        snapshot = extract(config)
+        validate_snapshot(config, snapshot)
+        lineage = registry.Lineage(PIPELINE, "bench", f"bench_{day}", snapshot.data_version)
+        trained = train_challenger(config, lineage)
+        candidate = register_candidate(
+            config, trained.run_id, trained.test_path, decision="bench", lineage=lineage
+        )
+        if day == 1:
+            deploy_version(config, candidate.version, trained.test_path, reason="bench", service=None)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "scikit-learn": version("scikit-learn"),
+        "mlflow": version("mlflow"),
+        "fastapi": version("fastapi"),
+        "uvicorn": version("uvicorn"),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+# --- the benchmark --------------------------------------------------------------------------
+
+
+def swap_under_load(port: int, token: str, body: bytes, swaps: int) -> dict[str, Any]:
+    """Load at concurrency 16 while the alias flips ``swaps`` times and the service reloads."""
+    import httpx
+
+    from include.ct import registry
+    from include.ct.config import find_pipeline_config
+
+    config = find_pipeline_config(PIPELINE)
+
+    async def bounded() -> dict[str, Any]:
+        latencies: list[float] = []
+        errors: list[str] = []
+        request = http_request(port, f"/v1/models/{PIPELINE}/predict", body)
+        stop_at = [time.perf_counter() + 3600.0]
+        clients = [asyncio.create_task(_client(port, request, stop_at, latencies, errors)) for _ in range(16)]
+        reloads = []
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+            await asyncio.sleep(1)
+            for swap in range(swaps):
+                await asyncio.to_thread(registry.set_champion_alias, config, "2" if swap % 2 == 0 else "1")
+                started = time.perf_counter()
+                answer = await http.post(
+                    f"/v1/models/{PIPELINE}/reload", headers={"Authorization": f"Bearer {token}"}
+                )
+                answer.raise_for_status()
+                reloads.append(time.perf_counter() - started)
+                await asyncio.sleep(1)
+        stop_at[0] = 0.0
+        await asyncio.gather(*clients)
+        ordered = sorted(latencies) or [0.0]
+        return {
+            "swaps": swaps,
+            "requests": len(latencies),
+            "failed_requests": len(errors),
+            "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 2),
+            "max_ms": round(ordered[-1] * 1000, 2),
+            "reload_s_median": round(sorted(reloads)[len(reloads) // 2], 2),
+        }
+
+    return asyncio.run(bounded())
+
+
+def report(results: list[LoadResult], swaps: dict[str, Any], info: dict[str, Any], path: Path) -> str:
+    by_key = {(r.server, r.rows, r.concurrency): r for r in results}
+    lines = [
+        "# Serving benchmark",
+        "",
+        f"Machine: {info['cpus']} CPUs ({info['cpu']}), Python {info['python']}, scikit-learn "
+        f"{info['scikit-learn']}, MLflow {info['mlflow']}, FastAPI {info['fastapi']}, uvicorn "
+        f"{info['uvicorn']}; {info['date']}. Produced by `make bench` (`python -m bench.serving`).",
+        "",
+        "Both servers serve the same registered version of the bundled churn model (scikit-learn "
+        "Pipeline: ColumnTransformer + HistGradientBoosting) with one worker process, "
+        "`OMP_NUM_THREADS=1`, on 127.0.0.1; the load generator (asyncio, HTTP/1.1 keep-alive) "
+        "runs on the same 2 cores.",
+        "",
+        "| server | rows/request | concurrency | requests | QPS | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.server} | {r.rows} | {r.concurrency} | {r.requests} | {r.qps} | {r.p50_ms} | "
+            f"{r.p99_ms} | {r.errors} |"
+        )
+    ours = by_key.get(("ct-serving", 1, 16))
+    theirs = by_key.get(("mlflow models serve", 1, 16))
+    lines += ["", "## Targets", ""]
+    if ours and theirs and theirs.qps:
+        ratio = ours.qps / theirs.qps
+        lines.append(
+            f"- QPS at concurrency 16, single row: {ours.qps} vs {theirs.qps} = **{ratio:.1f}x** "
+            f"(target 3x): {'met' if ratio >= 3 else 'missed'}."
+        )
+        lines.append(
+            f"- p99 at concurrency 16, single row: **{ours.p99_ms} ms** (target < 25 ms): "
+            f"{'met' if ours.p99_ms < 25 else 'missed'}."
+        )
+    lines.append(
+        f"- Hot swaps under load (concurrency 16, single row): {swaps['swaps']} swaps, "
+        f"{swaps['requests']} requests, **{swaps['failed_requests']} failed** (target 0), p99 "
+        f"{swaps['p99_ms']} ms, slowest {swaps['max_ms']} ms; a reload (load + warm-up + swap) "
+        f"took {swaps['reload_s_median']} s (median)."
+    )
+    lines += [
+        "",
+        "Where the time goes: one predict call of this Pipeline costs ~8 ms on this machine "
+        "whatever the batch size (pandas column selection and input checks in the "
+        "ColumnTransformer, then the trees), so throughput comes from predicting the requests "
+        "that queue during a call together (`PredictionBatcher`); latency under load is bounded "
+        "by that per-call cost times the queue depth.",
+        "",
+    ]
+    text = "\n".join(lines)
+    path.write_text(text)
+    path.with_suffix(".json").write_text(
+        json.dumps({"machine": info, "load": [asdict(r) for r in results], "swaps": swaps}, indent=2)
+    )
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="duration of each load level")
+    parser.add_argument("--swaps", type=int, default=10)
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench" / "serving.md")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="ct-bench-"))
+    os.environ.update(
+        {
+            "CT_DATA_DIR": str(work / "data"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            "GX_ANALYTICS_ENABLED": "false",
+            "CT_CODE_VERSION": "bench",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(REPO_ROOT),
+            # mlflow models serve starts `uvicorn` by name
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+    )
+    os.environ.pop("CT_PIPELINES_DIR", None)
+    print(f"training two versions of {PIPELINE} in {work} ...", flush=True)
+    train_two_versions()
+
+    token = secrets.token_urlsafe(16)
+    ours_port, mlflow_port = free_port(), free_port()
+    bin_dir = Path(sys.executable).parent
+    ours = subprocess.Popen(
+        [sys.executable, "-m", "include.ct.serving", "serve", "--port", str(ours_port)],
+        env={
+            **os.environ,
+            "CT_SERVING_RELOAD_TOKEN": token,
+            "CT_SERVING_POLL_SECONDS": "0",
+            "CT_SERVING_PIPELINES": PIPELINE,
+        },
+        stdout=(work / "ct-serving.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+    )
+    theirs = subprocess.Popen(
+        [
+            str(bin_dir / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            f"models:/{PIPELINE}/1",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(mlflow_port),
+            "-w",
+            "1",
+        ],
+        stdout=(work / "mlflow-serve.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=work,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{ours_port}/ready", ours)
+        wait_for(f"http://127.0.0.1:{mlflow_port}/ping", theirs)
+        from include.ct.config import find_pipeline_config
+        from include.ct.serving import sample_records
+
+        records = sample_records(find_pipeline_config(PIPELINE), 100)
+        targets = {
+            "ct-serving": (ours_port, f"/v1/models/{PIPELINE}/predict", "records"),
+            "mlflow models serve": (mlflow_port, "/invocations", "dataframe_records"),
+        }
+        results = []
+        for rows in (1, 100):
+            for concurrency in (1, 16, 64):
+                for server, (port, path, key) in targets.items():
+                    body = json.dumps({key: records[:rows]}).encode()
+                    asyncio.run(run_load(port, path, body, concurrency, 1.0))  # warm up
+                    latencies, errors, elapsed = asyncio.run(
+                        run_load(port, path, body, concurrency, args.seconds)
+                    )
+                    result = summarize(server, rows, concurrency, latencies, errors, elapsed)
+                    print(asdict(result), flush=True)
+                    results.append(result)
+        swaps = swap_under_load(ours_port, token, json.dumps({"records": records[:1]}).encode(), args.swaps)
+        print(swaps, flush=True)
+    finally:
+        stop(ours)
+        stop(theirs)
+    print(report(results, swaps, machine(), args.output))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
