@@ -50,7 +50,7 @@ class PredictionLog:
     """A bounded, non-blocking writer: the request path never waits for disk."""
 
     def __init__(
-        self, root: Path, *, flush_seconds: float = 5.0, flush_rows: int = 50_000, capacity: int = 100_000
+        self, root: Path, *, flush_seconds: float = 2.0, flush_rows: int = 20_000, capacity: int = 100_000
     ) -> None:
         self.root = root
         self.flush_seconds = flush_seconds
@@ -91,7 +91,9 @@ class PredictionLog:
         self._thread = None
 
     def _run(self) -> None:
-        pending: list[_Entry] = []
+        # Each entry becomes columns as soon as it is dequeued: small steps between which the
+        # event loop gets the GIL back. Converting a whole flush at once stalled requests.
+        buffers: dict[tuple[str, str], dict[str, list[Any]]] = {}
         rows = 0
         deadline = time.monotonic() + self.flush_seconds
         while True:
@@ -100,56 +102,51 @@ class PredictionLog:
             except queue.Empty:
                 entry = _TIMEOUT
             if entry is None:
-                self._flush(pending)
+                self._flush(buffers)
                 return
             if entry is not _TIMEOUT:
-                pending.append(entry)
+                _add_columns(buffers, entry)
                 rows += len(entry.rows)
             if rows >= self.flush_rows or time.monotonic() >= deadline:
-                self._flush(pending)
-                pending, rows = [], 0
+                self._flush(buffers)
+                buffers, rows = {}, 0
                 deadline = time.monotonic() + self.flush_seconds
 
-    def _flush(self, entries: list[_Entry]) -> None:
-        if not entries:
-            return
-        try:
-            for (pipeline, day), frame in _frames(entries).items():
+    def _flush(self, buffers: dict[tuple[str, str], dict[str, list[Any]]]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for (pipeline, day), columns in buffers.items():
+            try:
+                table = pa.Table.from_pydict(columns)
                 folder = self.root / pipeline / f"date={day}"
                 folder.mkdir(parents=True, exist_ok=True)
                 name = f"part-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:10]}.parquet"
                 temporary = folder / f".{name}.tmp"  # readers skip dot-files: never a half file
-                frame.to_parquet(temporary, index=False)
+                pq.write_table(table, temporary)
                 temporary.rename(folder / name)
-                self.written += len(frame)
-        except Exception:
-            log.exception("could not write %d prediction-log entries", len(entries))
+                self.written += table.num_rows
+            except Exception:
+                log.exception("could not write the prediction log of %s for %s", pipeline, day)
 
 
 _TIMEOUT: Any = object()
 
 
-def _frames(entries: list[_Entry]) -> dict[tuple[str, str], pd.DataFrame]:
-    import pandas as pd
-
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for entry in entries:
-        day = entry.at.strftime("%Y-%m-%d")
-        target = grouped.setdefault((entry.pipeline, day), [])
-        for index, row in enumerate(entry.rows):
-            record: dict[str, Any] = {
-                "prediction_id": entry.ids[index] if entry.ids else uuid.uuid4().hex,
-                "predicted_at": entry.at,
-                "model_version": entry.version,
-                **row,
-                "prediction": entry.predictions[index],
-            }
-            if entry.probabilities is not None:
-                probabilities = entry.probabilities[index]
-                # Binary: the positive class's probability; multiclass: the winning class's.
-                record["score"] = probabilities[1] if len(probabilities) == 2 else max(probabilities)
-            target.append(record)
-    return {key: pd.DataFrame.from_records(records) for key, records in grouped.items()}
+def _add_columns(buffers: dict[tuple[str, str], dict[str, list[Any]]], entry: _Entry) -> None:
+    """Append one request's records to the column lists of its (pipeline, day)."""
+    target = buffers.setdefault((entry.pipeline, entry.at.strftime("%Y-%m-%d")), {})
+    count = len(entry.rows)
+    ids = list(entry.ids) if entry.ids else [f"{uuid.uuid4().hex}-{i}" for i in range(count)]
+    target.setdefault("prediction_id", []).extend(ids)
+    target.setdefault("predicted_at", []).extend([entry.at] * count)
+    target.setdefault("model_version", []).extend([entry.version] * count)
+    for name in entry.rows[0]:
+        target.setdefault(name, []).extend(row[name] for row in entry.rows)
+    target.setdefault("prediction", []).extend(entry.predictions)
+    if entry.probabilities is not None:
+        # Binary: the positive class's probability; multiclass: the winning class's.
+        target.setdefault("score", []).extend(p[1] if len(p) == 2 else max(p) for p in entry.probabilities)
 
 
 def read_prediction_log(

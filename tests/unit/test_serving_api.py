@@ -189,3 +189,15 @@ def test_concurrent_requests_share_one_model_call(churn: PipelineConfig) -> None
     labels, probabilities = served.predict(records_frame(churn, records))
     assert [a[0][0] for a in answers] == labels
     assert [a[1][0] for a in answers] == probabilities  # type: ignore[index]
+
+
+def test_fast_path_reproduces_the_pipeline_exactly(churn: PipelineConfig) -> None:
+    from include.ct.serving import FastPath
+
+    served = fitted_model(churn)
+    records = sample_records(churn, 40)
+    records[5]["monthly_fee"] = None
+    fast = ServedModel(
+        churn, "7", "run", served.loaded_at, served.model, [0, 1], FastPath(churn, served.model)
+    )
+    assert fast.predict_records(records) == served.predict(records_frame(churn, records))
