@@ -292,7 +292,9 @@ def verify_serving(
     config: PipelineConfig, service: ServiceClient, version: str, test_path: str
 ) -> dict[str, Any]:
     """Reload, wait for ``version``, then smoke and latency checks; raises DeploymentCheckError."""
-    service.reload(config.name)
+    answer = service.reload(config.name)
+    if answer.get("failed_version") == version:
+        raise DeploymentCheckError(f"the service could not load version {version}: {answer.get('detail')}")
     waited = wait_for_version(service, config.name, version, config.deploy.ready_timeout_seconds)
     checks: dict[str, Any] = {"ready_after_s": round(waited, 2)}
     checks.update(smoke_test(config, service, version, test_path))

@@ -415,11 +415,16 @@ class ModelSlot:
         self.current: ServedModel | None = None
         self.last_error: str | None = None
         self.checked_at: datetime | None = None
+        self.failed_version: str | None = None  # not retried by the poller until asked to
         self._lock = asyncio.Lock()
         self.record_adapter = record_model(config)
 
-    async def refresh(self) -> bool:
-        """Load the version ``champion`` points at if it is not the one serving; True if swapped."""
+    async def refresh(self, *, retry_failed: bool = False) -> bool:
+        """Load the version ``champion`` points at if it is not the one serving; True if swapped.
+
+        A version that failed to load is not loaded again on every poll, only when
+        ``retry_failed`` (the reload endpoint) asks for it.
+        """
         async with self._lock:
             try:
                 target = await asyncio.to_thread(self._champion_version)
@@ -439,19 +444,23 @@ class ModelSlot:
             if self.current is not None and self.current.version == target:
                 self.last_error = None
                 return False
+            if target == self.failed_version and not retry_failed:
+                return False
             started = time.perf_counter()
             try:
                 loaded = await asyncio.to_thread(load_served_model, self.config, target)
             except ModelLoadError as exc:
                 self.last_error = str(exc)
+                self.failed_version = target
                 log.error("%s: not swapping to version %s: %s", self.config.name, target, exc)
                 return False
             previous = self.current.version if self.current else None
             self.current = loaded  # the swap: requests already running keep their reference
             self.last_error = None
-            # Long-lived objects (models, libraries) out of the collector's sight: a full
-            # collection over them stalled requests for ~200 ms under load.
-            gc.collect()
+            self.failed_version = None
+            # Long-lived objects (models, libraries) out of the cyclic collector's sight: full
+            # collections over them stalled requests for ~200 ms under load. (Reference
+            # counting still frees a replaced model.)
             gc.freeze()
             log.info(
                 "%s: now serving version %s (was %s), loaded in %.2f s",
@@ -469,6 +478,7 @@ class ModelSlot:
         body: dict[str, Any] = self.current.describe() if self.current else {"name": self.config.name}
         body["ready"] = self.current is not None
         body["last_error"] = self.last_error
+        body["failed_version"] = self.failed_version
         body["checked_at"] = self.checked_at.isoformat() if self.checked_at else None
         return body
 
@@ -613,10 +623,11 @@ def create_app(
         slot = slot_or_404(name)
         if not isinstance(slot, ModelSlot):
             return slot
-        swapped = await slot.refresh()
+        swapped = await slot.refresh(retry_failed=True)
         body = slot.status()
         body["swapped"] = swapped
-        if slot.last_error and slot.current is None:
+        if slot.last_error and (slot.current is None or slot.failed_version is not None):
+            # The champion could not be loaded: say so now rather than let callers wait.
             return _error(503, slot.last_error, **body)
         return body
 
