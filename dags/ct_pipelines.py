@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.standard.operators.python import ShortCircuitOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import (
+    DAG,
+    Asset,
+    AssetOrTimeSchedule,
+    AssetWatcher,
+    CronDataIntervalTimetable,
+    CronTriggerTimetable,
+    Param,
+)
 
 from ct_airflow.approval import DeployApprovalOperator
 from ct_airflow.operators import (
@@ -23,6 +31,7 @@ from ct_airflow.operators import (
     TrainChallengerOperator,
     ValidateDataOperator,
 )
+from ct_airflow.triggers import NewBatchTrigger
 from include.ct.config import ConfigError, PipelineConfig, iter_pipeline_configs
 
 SERVICE_RETRIES = {
@@ -57,6 +66,36 @@ def _promote_or_stop(decision: dict[str, Any]) -> bool:
     return bool(decision["promote"])
 
 
+def schedule_of(config: PipelineConfig) -> Any:
+    """The config's time schedule, or'ed with an Asset fed by the landing-zone watcher.
+
+    SQL sources get cron data intervals (each run extracts its interval); file sources a plain
+    cron trigger. The watcher runs in the triggerer and holds no worker slot while waiting.
+    """
+    timetable: Any = config.schedule
+    if config.schedule and not config.schedule.startswith("@once") and config.schedule != "@continuous":
+        cron = CronDataIntervalTimetable if config.source.type == "sql" else CronTriggerTimetable
+        timetable = cron(config.schedule, timezone="UTC")
+    if not (config.source.watch and config.source.type == "files"):
+        return timetable
+    new_data = Asset(
+        name=config.new_data_asset,
+        watchers=[
+            AssetWatcher(
+                name=f"{config.dag_id}_landing_watcher",
+                trigger=NewBatchTrigger(
+                    pipeline=config.name,
+                    poll_seconds=config.source.poll_seconds,
+                    settle_seconds=config.source.settle_seconds,
+                ),
+            )
+        ],
+    )
+    if timetable is None:
+        return [new_data]
+    return AssetOrTimeSchedule(timetable=timetable, assets=new_data)
+
+
 def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
     """Wire the CT tasks for one pipeline."""
     params = {
@@ -86,8 +125,8 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
     with DAG(
         dag_id=config.dag_id,
         description=config.description or f"Continuous training of {config.registered_model_name}",
-        schedule=config.schedule,
-        catchup=False,
+        schedule=schedule_of(config),
+        catchup=config.catchup,
         max_active_runs=1,
         tags=["continuous-training", config.task, *config.tags],
         params=params,

@@ -73,7 +73,12 @@ class SourceSpec(_Strict):
     type: Literal["files", "sql"] = "files"
     path: str | None = None
     conn_id: str | None = None
-    query: str | None = None
+    query: str | None = Field(
+        default=None, description="SQL with :start and :end bound to the run's data interval"
+    )
+    watch: bool = Field(default=True, description="start a run when new data arrives")
+    poll_seconds: float = Field(default=30.0, gt=0, description="how often the watcher looks")
+    settle_seconds: float = Field(default=2.0, ge=0, description="a file unchanged this long is complete")
 
     @model_validator(mode="after")
     def _check(self) -> SourceSpec:
@@ -142,6 +147,7 @@ class PipelineConfig(_Strict):
     metrics: list[Metric] = Field(default_factory=list)
     promotion: PromotionSpec
     schedule: str | None = "@daily"
+    catchup: bool = Field(default=False, description="create runs for missed schedule intervals")
     model_name: str | None = None
     model: ModelSpec = Field(default_factory=ModelSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
@@ -200,6 +206,11 @@ class PipelineConfig(_Strict):
     @property
     def all_metrics(self) -> list[str]:
         return list(dict.fromkeys([self.metric, *self.metrics]))
+
+    @property
+    def new_data_asset(self) -> str:
+        """Name of the Airflow Asset whose events announce this pipeline's new data."""
+        return f"{self.dag_id}_new_data"
 
     @property
     def landing_path(self) -> str:

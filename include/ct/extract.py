@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +92,11 @@ def data_version_of(hashes: list[tuple[str, str]]) -> str:
 
 
 def extract(config: PipelineConfig, *, force: bool = False) -> Snapshot:
-    """Snapshot every pending batch; with none, raise NoNewDataError unless ``force``."""
-    if config.source.type != "files":
-        raise NotImplementedError(
-            f"pipeline '{config.name}': source.type '{config.source.type}' cannot be extracted yet; "
-            "use a files source"
-        )
+    """Snapshot every pending batch; with none, raise NoNewDataError unless ``force``.
+
+    A SQL source first lands its window as a batch file (``land_sql_window``), so both kinds of
+    source share validation, quarantine and archiving.
+    """
     paths = pipeline_paths(config)
     files = pending_batches(config)
     if not files:
@@ -144,6 +144,53 @@ def extract(config: PipelineConfig, *, force: bool = False) -> Snapshot:
         staging.rename(target)
     log.info("Snapshot %s: %d batches, %d rows", version, len(batches), snapshot.rows)
     return snapshot
+
+
+SQL_WATERMARK = "sql_watermark.json"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def sql_window(
+    config: PipelineConfig,
+    interval_start: datetime | None,
+    interval_end: datetime | None,
+    run_after: datetime,
+) -> tuple[datetime, datetime]:
+    """The rows a run extracts: its data interval, or (no interval: manual or event runs) everything
+    since the end of the last extracted window up to the run's time, so no row is read twice."""
+    if interval_start is not None and interval_end is not None and interval_start < interval_end:
+        return interval_start, interval_end
+    watermark = pipeline_paths(config).artifacts / SQL_WATERMARK
+    start = datetime.fromisoformat(_read_json(watermark)["end"]) if watermark.exists() else EPOCH
+    return start, max(start, run_after)
+
+
+def land_sql_window(config: PipelineConfig, engine: Any, start: datetime, end: datetime) -> Path | None:
+    """Run the source query for ``[start, end)`` and land its rows as one Parquet batch.
+
+    Idempotent: a window already landed, archived or quarantined is not read again. Returns the
+    batch file, or None when the window holds no rows (or was consumed before).
+    """
+    import sqlalchemy
+
+    paths = pipeline_paths(config)
+    name = f"sql_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.parquet"
+    consumed = [paths.landing / name, *paths.archive.rglob(name), *paths.quarantine.rglob(name)]
+    if any(path.exists() for path in consumed):
+        log.info("window %s .. %s was already extracted (%s)", start, end, name)
+        return None
+    query = sqlalchemy.text(str(config.source.query))
+    with engine.connect() as connection:
+        frame = pd.read_sql(query, connection, params={"start": start, "end": end})
+    log.info("%s: %d rows in %s .. %s from %s", config.name, len(frame), start, end, config.source.conn_id)
+    if not frame.empty:
+        paths.landing.mkdir(parents=True, exist_ok=True)
+        staging = paths.landing / f".{name}.tmp"  # dot-files are never read as batches
+        frame.to_parquet(staging, index=False)
+        staging.rename(paths.landing / name)
+    if end > EPOCH:
+        write_json_atomic(paths.artifacts / SQL_WATERMARK, {"end": end.isoformat()})
+    return paths.landing / name if not frame.empty else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -21,22 +21,48 @@ from ct_airflow.links import (
     ValidationReportLink,
 )
 
+RUN_TYPE_TRIGGERS = {
+    "asset_triggered": "data_arrival",
+    "scheduled": "schedule",
+    "backfill": "backfill",
+    "manual": "manual",
+}
+
+
+def trigger_of(context: Context) -> tuple[str, str]:
+    """Why this run exists: (kind, reason), from the run conf, the trigger form or the Asset event."""
+    dag_run = context["dag_run"]
+    conf = dag_run.conf or {}
+    params = context.get("params") or {}
+    run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
+    kind = str(conf.get("trigger") or RUN_TYPE_TRIGGERS.get(run_type, run_type))
+    reason = str(conf.get("reason") or params.get("reason") or "")
+    if not reason and run_type == "asset_triggered":
+        files: list[str] = []
+        for events in (context.get("triggering_asset_events") or {}).values():
+            for event in events:
+                files += ((event.extra or {}).get("payload") or {}).get("files", [])
+        reason = f"new data: {', '.join(sorted(set(files))) or 'asset event'}"
+    if not reason and run_type == "scheduled":
+        reason = f"scheduled run ({dag_run.run_after:%Y-%m-%d %H:%M} UTC)"
+    if not reason and run_type == "backfill":
+        reason = f"backfill of {dag_run.logical_date:%Y-%m-%d %H:%M} UTC"
+    return kind, reason or "triggered by hand"
+
 
 def _lineage(pipeline: str, context: Context, data_version: str) -> Any:
     from include.ct.registry import Lineage, code_version
 
     dag_run = context["dag_run"]
-    conf = dag_run.conf or {}
-    params = context.get("params") or {}
-    run_type = getattr(dag_run, "run_type", "manual")
+    kind, reason = trigger_of(context)
     return Lineage(
         pipeline=pipeline,
         dag_id=dag_run.dag_id,
         run_id=dag_run.run_id,
         data_version=data_version,
         code_version=code_version(),
-        trigger=str(conf.get("trigger") or getattr(run_type, "value", run_type)),
-        reason=str(conf.get("reason") or params.get("reason") or ""),
+        trigger=kind,
+        reason=reason,
     )
 
 
@@ -83,11 +109,33 @@ class ExtractBatchesOperator(_PipelineOperator):
         from include.ct.extract import NoNewDataError, extract
 
         force = str(self.force).lower() in ("true", "1", "yes")
+        kind, reason = trigger_of(context)
+        self.log.info("Run triggered by %s: %s", kind, reason)
+        context["ti"].xcom_push(key="trigger", value={"kind": kind, "reason": reason})
+        config = self.load_config()
+        if config.source.type == "sql":
+            self._land_sql_window(config, context)
         try:
-            snapshot = extract(self.load_config(), force=force)
+            snapshot = extract(config, force=force)
         except NoNewDataError as exc:
             raise AirflowSkipException(f"Nothing to train on: {exc}") from exc
         return snapshot.to_dict()
+
+    def _land_sql_window(self, config: Any, context: Context) -> None:
+        from airflow.sdk import BaseHook
+
+        from include.ct.extract import land_sql_window, sql_window
+
+        dag_run = context["dag_run"]
+        start, end = sql_window(
+            config,
+            context.get("data_interval_start"),
+            context.get("data_interval_end"),
+            dag_run.run_after,
+        )
+        hook: Any = BaseHook.get_hook(config.source.conn_id)
+        landed = land_sql_window(config, hook.get_sqlalchemy_engine(), start, end)
+        self.log.info("SQL window %s .. %s: %s", start, end, landed or "no new rows")
 
 
 class ValidateDataOperator(_SnapshotOperator):

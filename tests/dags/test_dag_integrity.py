@@ -53,7 +53,13 @@ def test_every_dag_has_owner_tags_docs_and_retries(dagbag: object) -> None:
 def test_ct_dag_shape_schedule_and_params(dagbag: object) -> None:
     dag = dagbag.dags["ct_churn"]  # type: ignore[attr-defined]
     assert [t.task_id for t in dag.topological_sort()] == CT_TASKS
-    assert dag.timetable.expression in ("@daily", "0 0 * * *")
+    # Daily, or as soon as the landing watcher (a deferrable trigger) announces new data.
+    assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
+    assert dag.timetable.timetable.expression in ("@daily", "0 0 * * *")
+    asset = dag.timetable.asset_condition
+    assert asset.name == "ct_churn_new_data"
+    (watcher,) = asset.watchers
+    assert type(watcher.trigger).__name__ == "NewBatchTrigger"
     assert dag.catchup is False
     assert {"force", "min_improvement", "reason"} <= set(dag.params)
     assert dag.params["force"] is False

@@ -17,14 +17,14 @@ class DagRunResult:
     xcom: dict[str, Any]
 
 
-def run_dag(dag_id: str, conf: dict[str, Any] | None = None) -> DagRunResult:
+def run_dag(dag_id: str, conf: dict[str, Any] | None = None, logical_date: Any = None) -> DagRunResult:
     """Parse the DAG folder afresh (configs may have changed) and run one DAG to the end."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert not bag.import_errors, bag.import_errors
     dag = bag.dags[dag_id]
-    dag_run = dag.test(run_conf=conf or {})
+    dag_run = dag.test(run_conf=conf or {}, **({"logical_date": logical_date} if logical_date else {}))
     tasks = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     xcom = {}
     for ti in dag_run.get_task_instances():

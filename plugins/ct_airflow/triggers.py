@@ -1,0 +1,55 @@
+"""Deferrable triggers that watch for new data; they run in the triggerer, holding no worker slot.
+
+``NewBatchTrigger`` is an event trigger: attached to an Asset through an ``AssetWatcher`` it turns
+each arrival into an Asset event, which schedules ``ct_<name>``. The logic is in
+``include.ct.arrival``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+log = logging.getLogger(__name__)
+
+
+class NewBatchTrigger(BaseEventTrigger):
+    """Fires once per set of newly settled batch files in a pipeline's landing zone."""
+
+    def __init__(self, pipeline: str, poll_seconds: float = 30.0, settle_seconds: float = 2.0) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+        self.poll_seconds = poll_seconds
+        self.settle_seconds = settle_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "ct_airflow.triggers.NewBatchTrigger",
+            {
+                "pipeline": self.pipeline,
+                "poll_seconds": self.poll_seconds,
+                "settle_seconds": self.settle_seconds,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from include.ct.arrival import announce_new_batches
+        from include.ct.config import find_pipeline_config
+
+        while True:
+            try:
+                config = await asyncio.to_thread(find_pipeline_config, self.pipeline)
+                arrival = await asyncio.to_thread(
+                    announce_new_batches, config, settle_seconds=self.settle_seconds
+                )
+            except Exception:  # a broken config or full disk must not kill the watcher
+                log.exception("landing watcher of %s failed; retrying", self.pipeline)
+                arrival = None
+            if arrival is not None:
+                log.info("%s: %s", self.pipeline, arrival.reason)
+                yield TriggerEvent(arrival.to_payload())
+            await asyncio.sleep(self.poll_seconds)
