@@ -1,0 +1,135 @@
+"""A real Airflow deployment for tests: api-server, scheduler, dag-processor and triggerer processes.
+
+Metadata on a throwaway PostgreSQL database, LocalExecutor, everything on 127.0.0.1; the test that
+starts it stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+
+from tests.helpers.fixtures import PostgresDatabase, free_port, stop, wait_for_http
+
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+@dataclass
+class AirflowStack:
+    env: dict[str, str]
+    database: PostgresDatabase
+    home: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def cli(self, *args: str, timeout: float = 300) -> str:
+        done = subprocess.run(
+            [AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        return done.stdout
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=self.database.name)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+        finally:
+            conn.close()
+
+    def runs(self, dag_id: str) -> list[tuple[str, str, str]]:
+        """(run_id, state, run_type) of every run of ``dag_id``, oldest first."""
+        rows = self.query("SELECT run_id, state, run_type FROM dag_run WHERE dag_id = %s ORDER BY id", dag_id)
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.query("SELECT 1 FROM dag WHERE dag_id = %s", dag_id):
+                return
+            self._check_alive()
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id} was not parsed within {timeout} s\n{self.logs()}")
+
+    def wait_for_runs(self, dag_id: str, count: int, timeout: float = 600) -> list[tuple[str, str, str]]:
+        """Wait until ``count`` runs of ``dag_id`` have finished; return all runs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.runs(dag_id)
+            if sum(state in ("success", "failed") for _, state, _ in runs) >= count:
+                return runs
+            self._check_alive()
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id}: {self.runs(dag_id)} after {timeout} s\n{self.logs()}")
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        rows = self.query(
+            "SELECT value FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = %s AND key = %s",
+            dag_id,
+            run_id,
+            task_id,
+            key,
+        )
+        value = rows[0][0] if rows else None
+        return json.loads(value) if isinstance(value, str) else value
+
+    def _check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"airflow {name} exited with {process.returncode}\n{self.logs()}")
+
+    def logs(self, tail: int = 3000) -> str:
+        return "\n".join(
+            f"--- {name}\n{(self.home / f'{name}.log').read_text()[-tail:]}" for name in self.processes
+        )
+
+
+@contextmanager
+def airflow_stack(
+    database: PostgresDatabase, home: Path, extra_env: dict[str, str]
+) -> Iterator[AirflowStack]:
+    """Migrate ``database`` and run the four Airflow 3 components until the block ends."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database.url,
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        **extra_env,
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    stack = AirflowStack(env, database, home)
+    stack.cli("db", "migrate", timeout=600)
+    try:
+        for name in COMPONENTS:
+            stack.processes[name] = subprocess.Popen(
+                [AIRFLOW, name],
+                env=env,
+                stdout=(home / f"{name}.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_http(f"http://127.0.0.1:{port}/api/v2/monitor/health", 180, stack.processes["api-server"])
+        yield stack
+    finally:
+        for process in stack.processes.values():
+            stop(process)
