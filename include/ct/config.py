@@ -132,6 +132,23 @@ class DeploySpec(_Strict):
     infra_timeout_seconds: float = Field(default=300, gt=0, description="fresh-process load check")
 
 
+class MonitoringSpec(_Strict):
+    """The monitoring DAG ``ct_<name>_monitor``: drift and live-quality thresholds."""
+
+    schedule: str | None = "@hourly"
+    window_hours: float = Field(default=24, gt=0, description="prediction-log traffic compared")
+    min_rows: int = Field(default=200, ge=1, description="fewer rows are not judged")
+    numeric_test: Literal["psi", "ks"] = "psi"
+    psi_threshold: float = Field(default=0.2, gt=0)
+    ks_threshold: float = Field(default=0.1, gt=0, lt=1)
+    min_drifted_features: int = Field(default=1, ge=1)
+    labels_path: str | None = Field(default=None, description="default labels/<name> under CT_DATA_DIR")
+    label_window_hours: float = Field(default=24 * 7, gt=0, description="predictions labels join to")
+    min_labels: int = Field(default=200, ge=1)
+    max_metric_drop: float = Field(default=0.05, ge=0, description="live vs offline, metric units")
+    cooldown_hours: float = Field(default=24, ge=0, description="no second retrain trigger within")
+
+
 class PipelineConfig(_Strict):
     """One continuous-training pipeline: its data, schema, model and promotion gate."""
 
@@ -153,6 +170,7 @@ class PipelineConfig(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     owner: str = "mlops"
     tags: list[str] = Field(default_factory=list)
     description: str | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -347,3 +348,37 @@ class RollbackChampionOperator(_PipelineOperator):
         context["ti"].xcom_push(key=MODEL_VERSION_URL, value=url or "")
         self.log.warning("champion of %s: %s -> %s", config.name, result["from"], result["to"])
         return result
+
+
+class MonitorOperator(_PipelineOperator):
+    """Measure drift and live quality against the champion, report to MLflow, decide on retraining."""
+
+    operator_extra_links = (MlflowRunLink(),)
+    ui_color = "#e8fdf5"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.ct.monitor import assess, record
+
+        config = self.load_config()
+        report = assess(config)
+        for source, scores in report.scores.items():
+            self.log.info("%s drift (%s, threshold %s): %s", source, report.test, report.threshold, scores)
+        if report.live_metric is not None:
+            self.log.info(
+                "live %s %.4f on %d labelled predictions (offline %s)",
+                config.metric,
+                report.live_metric,
+                report.labelled_rows,
+                report.champion_metric,
+            )
+        self.log.info("decision: %s - %s", "retrain" if report.retrain else "no retraining", report.reason)
+        lineage = _lineage(config.name, context, "")
+        url = record(config, report, lineage) if report.champion else None
+        context["ti"].xcom_push(key=MLFLOW_RUN_URL, value=url or "")
+        return report.to_dict()
+
+
+class RetrainTriggerOperator(TriggerDagRunOperator):
+    """Start ``ct_<name>`` with the monitor's reason in the run conf and the run note."""
+
+    template_fields: Sequence[str] = (*TriggerDagRunOperator.template_fields, "note")
