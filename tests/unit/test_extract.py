@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,7 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
-from include.ct.extract import NoNewDataError, extract, pending_batches
+from include.ct.extract import NoNewDataError, extract, land_sql_window, pending_batches
 from include.ct.storage import pipeline_paths
 
 
@@ -53,9 +54,31 @@ def test_unreadable_file_is_recorded_not_fatal(churn: PipelineConfig) -> None:
     assert snapshot.batches[0].part is None
 
 
-def test_sql_source_is_refused_clearly(churn: PipelineConfig) -> None:
+def test_sql_window_lands_once_and_is_snapshotted_like_a_file(churn: PipelineConfig, tmp_path: Path) -> None:
+    """The SQL source lands its interval as a batch: rows outside it are not read, a second
+    extraction of the same window reads nothing, and the batch is snapshotted like a file."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'events.db'}")
+    rows = datagen.churn_batch(day=1, rows=40).drop(columns=["customer_id"], errors="ignore")
+    rows["event_time"] = [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(0, 80, 2)]
+    rows.to_sql("events", engine, index=False)
     sql = churn.model_copy(
-        update={"source": churn.source.model_copy(update={"type": "sql", "conn_id": "x", "query": "q"})}
+        update={
+            "source": churn.source.model_copy(
+                update={
+                    "type": "sql",
+                    "conn_id": "events_db",
+                    "query": "SELECT * FROM events WHERE event_time >= :start AND event_time < :end",
+                }
+            )
+        }
     )
-    with pytest.raises(NotImplementedError, match=r"source\.type 'sql'"):
-        extract(sql)
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    landed = land_sql_window(sql, engine, start, end)
+    assert landed is not None and landed.name == "sql_20260101T000000_20260102T000000.parquet"
+    assert len(pd.read_parquet(landed)) == 12  # one row every 2 h inside the 24 h window
+    assert land_sql_window(sql, engine, start, end) is None  # already landed: not read twice
+    snapshot = extract(sql)
+    assert [b.file for b in snapshot.batches] == [landed.name]
+    assert snapshot.rows == 12
