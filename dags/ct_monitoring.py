@@ -78,7 +78,7 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
                 "reason": "{{ ti.xcom_pull(task_ids='assess')['reason'] }}",
                 "force": True,
             },
-            note="{{ ti.xcom_pull(task_ids='assess')['trigger'] }}: "
+            note="Trigger: {{ ti.xcom_pull(task_ids='assess')['trigger'] }}. "
             "{{ ti.xcom_pull(task_ids='assess')['reason'] }}",
             wait_for_completion=False,
             doc_md=f"Start `{config.dag_id}` (forced: drift needs no new batch) with the reason.",

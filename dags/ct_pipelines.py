@@ -31,7 +31,7 @@ from ct_airflow.operators import (
     TrainChallengerOperator,
     ValidateDataOperator,
 )
-from ct_airflow.triggers import NewBatchTrigger
+from ct_airflow.triggers import NewBatchTrigger, NewRowsTrigger
 from include.ct.config import ConfigError, PipelineConfig, iter_pipeline_configs
 
 SERVICE_RETRIES = {
@@ -69,27 +69,28 @@ def _promote_or_stop(decision: dict[str, Any]) -> bool:
 def schedule_of(config: PipelineConfig) -> Any:
     """The config's time schedule, or'ed with an Asset fed by the landing-zone watcher.
 
-    SQL sources get cron data intervals (each run extracts its interval); file sources a plain
-    cron trigger. The watcher runs in the triggerer and holds no worker slot while waiting.
+    SQL sources get cron data intervals (a backfill extracts exactly its intervals); file sources
+    a plain cron trigger. The watcher (new files, or new rows of the SQL source) runs in the
+    triggerer and holds no worker slot while waiting.
     """
     timetable: Any = config.schedule
     if config.schedule and not config.schedule.startswith("@once") and config.schedule != "@continuous":
         cron = CronDataIntervalTimetable if config.source.type == "sql" else CronTriggerTimetable
         timetable = cron(config.schedule, timezone="UTC")
-    if not (config.source.watch and config.source.type == "files"):
+    if not config.source.watch:
         return timetable
+    watcher: Any = (
+        NewRowsTrigger(pipeline=config.name, poll_seconds=config.source.poll_seconds)
+        if config.source.type == "sql"
+        else NewBatchTrigger(
+            pipeline=config.name,
+            poll_seconds=config.source.poll_seconds,
+            settle_seconds=config.source.settle_seconds,
+        )
+    )
     new_data = Asset(
         name=config.new_data_asset,
-        watchers=[
-            AssetWatcher(
-                name=f"{config.dag_id}_landing_watcher",
-                trigger=NewBatchTrigger(
-                    pipeline=config.name,
-                    poll_seconds=config.source.poll_seconds,
-                    settle_seconds=config.source.settle_seconds,
-                ),
-            )
-        ],
+        watchers=[AssetWatcher(name=f"{config.dag_id}_data_watcher", trigger=watcher)],
     )
     if timetable is None:
         return [new_data]

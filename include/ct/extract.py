@@ -150,26 +150,49 @@ SQL_WATERMARK = "sql_watermark.json"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def sql_watermark(config: PipelineConfig) -> datetime | None:
+    """End of the last incrementally extracted SQL window, or None before the first one."""
+    path = pipeline_paths(config).artifacts / SQL_WATERMARK
+    return datetime.fromisoformat(_read_json(path)["end"]) if path.exists() else None
+
+
 def sql_window(
     config: PipelineConfig,
     interval_start: datetime | None,
     interval_end: datetime | None,
     run_after: datetime,
+    *,
+    incremental: bool = True,
 ) -> tuple[datetime, datetime]:
-    """The rows a run extracts: its data interval, or (no interval: manual or event runs) everything
-    since the end of the last extracted window up to the run's time, so no row is read twice."""
-    if interval_start is not None and interval_end is not None and interval_start < interval_end:
-        return interval_start, interval_end
-    watermark = pipeline_paths(config).artifacts / SQL_WATERMARK
-    start = datetime.fromisoformat(_read_json(watermark)["end"]) if watermark.exists() else EPOCH
-    return start, max(start, run_after)
+    """The ``[start, end)`` of source rows a run extracts.
+
+    Incremental runs (scheduled, data-arrival, monitor-triggered) start at the watermark, where
+    the last incremental window ended (the first one at the epoch), and end at their interval
+    end or, without an interval, at their run time: consecutive runs neither overlap nor leave
+    a gap. Other runs (backfills, manual runs for a chosen date) extract exactly their interval.
+    """
+    has_interval = interval_start is not None and interval_end is not None and interval_start < interval_end
+    if has_interval and not incremental:
+        return interval_start, interval_end  # type: ignore[return-value]
+    watermark = sql_watermark(config)
+    start = watermark or EPOCH  # the first incremental run reads the whole history
+    end = interval_end if has_interval and interval_end is not None else run_after
+    return start, max(start, end)
 
 
-def land_sql_window(config: PipelineConfig, engine: Any, start: datetime, end: datetime) -> Path | None:
+def land_sql_window(
+    config: PipelineConfig,
+    engine: Any,
+    start: datetime,
+    end: datetime,
+    *,
+    advance_watermark: bool = True,
+) -> Path | None:
     """Run the source query for ``[start, end)`` and land its rows as one Parquet batch.
 
     Idempotent: a window already landed, archived or quarantined is not read again. Returns the
-    batch file, or None when the window holds no rows (or was consumed before).
+    batch file, or None when the window holds no rows (or was consumed before). An incremental
+    window moves the watermark forward (never back); a backfill leaves it where it is.
     """
     import sqlalchemy
 
@@ -179,16 +202,19 @@ def land_sql_window(config: PipelineConfig, engine: Any, start: datetime, end: d
     if any(path.exists() for path in consumed):
         log.info("window %s .. %s was already extracted (%s)", start, end, name)
         return None
-    query = sqlalchemy.text(str(config.source.query))
-    with engine.connect() as connection:
-        frame = pd.read_sql(query, connection, params={"start": start, "end": end})
+    frame = pd.DataFrame()
+    if start < end:
+        query = sqlalchemy.text(str(config.source.query))
+        with engine.connect() as connection:
+            frame = pd.read_sql(query, connection, params={"start": start, "end": end})
     log.info("%s: %d rows in %s .. %s from %s", config.name, len(frame), start, end, config.source.conn_id)
     if not frame.empty:
         paths.landing.mkdir(parents=True, exist_ok=True)
         staging = paths.landing / f".{name}.tmp"  # dot-files are never read as batches
         frame.to_parquet(staging, index=False)
         staging.rename(paths.landing / name)
-    if end > EPOCH:
+    watermark = sql_watermark(config)
+    if advance_watermark and end > EPOCH and (watermark is None or end > watermark):
         write_json_atomic(paths.artifacts / SQL_WATERMARK, {"end": end.isoformat()})
     return paths.landing / name if not frame.empty else None
 

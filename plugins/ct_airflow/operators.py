@@ -21,34 +21,27 @@ from ct_airflow.links import (
     MlflowRunLink,
     ValidationReportLink,
 )
+from ct_airflow.run_notes import describe_trigger
 
-RUN_TYPE_TRIGGERS = {
-    "asset_triggered": "data_arrival",
-    "scheduled": "schedule",
-    "backfill": "backfill",
-    "manual": "manual",
-}
+INCREMENTAL_RUN_TYPES = frozenset({"scheduled", "asset_triggered"})
 
 
 def trigger_of(context: Context) -> tuple[str, str]:
     """Why this run exists: (kind, reason), from the run conf, the trigger form or the Asset event."""
     dag_run = context["dag_run"]
-    conf = dag_run.conf or {}
-    params = context.get("params") or {}
-    run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
-    kind = str(conf.get("trigger") or RUN_TYPE_TRIGGERS.get(run_type, run_type))
-    reason = str(conf.get("reason") or params.get("reason") or "")
-    if not reason and run_type == "asset_triggered":
-        files: list[str] = []
-        for events in (context.get("triggering_asset_events") or {}).values():
-            for event in events:
-                files += ((event.extra or {}).get("payload") or {}).get("files", [])
-        reason = f"new data: {', '.join(sorted(set(files))) or 'asset event'}"
-    if not reason and run_type == "scheduled":
-        reason = f"scheduled run ({dag_run.run_after:%Y-%m-%d %H:%M} UTC)"
-    if not reason and run_type == "backfill":
-        reason = f"backfill of {dag_run.logical_date:%Y-%m-%d %H:%M} UTC"
-    return kind, reason or "triggered by hand"
+    payloads = [
+        (event.extra or {}).get("payload") or {}
+        for events in (context.get("triggering_asset_events") or {}).values()
+        for event in events
+    ]
+    return describe_trigger(
+        str(getattr(dag_run.run_type, "value", dag_run.run_type)),
+        dag_run.conf or {},
+        payloads,
+        run_after=dag_run.run_after,
+        logical_date=dag_run.logical_date,
+        params=context.get("params") or {},
+    )
 
 
 def _lineage(pipeline: str, context: Context, data_version: str) -> Any:
@@ -128,15 +121,23 @@ class ExtractBatchesOperator(_PipelineOperator):
         from include.ct.extract import land_sql_window, sql_window
 
         dag_run = context["dag_run"]
+        run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
+        # Backfills and manual runs for a chosen date re-read exactly their interval; the rest
+        # continue from the watermark so the incremental stream has no gap and no overlap.
+        incremental = run_type in INCREMENTAL_RUN_TYPES or bool((dag_run.conf or {}).get("trigger"))
         start, end = sql_window(
             config,
             context.get("data_interval_start"),
             context.get("data_interval_end"),
             dag_run.run_after,
+            incremental=incremental,
         )
         hook: Any = BaseHook.get_hook(config.source.conn_id)
-        landed = land_sql_window(config, hook.get_sqlalchemy_engine(), start, end)
-        self.log.info("SQL window %s .. %s: %s", start, end, landed or "no new rows")
+        landed = land_sql_window(
+            config, hook.get_sqlalchemy_engine(), start, end, advance_watermark=incremental
+        )
+        window = "incremental" if incremental else "exact interval"
+        self.log.info("SQL window (%s) %s .. %s: %s", window, start, end, landed or "no new rows")
 
 
 class ValidateDataOperator(_SnapshotOperator):

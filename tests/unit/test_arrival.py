@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
+
 from include.ct import datagen
-from include.ct.arrival import announce_new_batches, read_ledger
+from include.ct.arrival import announce_new_batches, announce_new_rows, read_ledger
 from include.ct.config import PipelineConfig
 from include.ct.storage import pipeline_paths
+
+DAY0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_a_batch_is_announced_once_and_forgotten_when_consumed(churn: PipelineConfig) -> None:
@@ -40,8 +46,6 @@ def test_a_file_still_being_written_waits_until_it_settles(churn: PipelineConfig
 
 
 def test_trigger_kind_and_reason_of_each_kind_of_run() -> None:
-    from datetime import UTC, datetime
-
     from ct_airflow.operators import trigger_of
 
     def context(run_type: str, conf: dict[str, object] | None = None, **extra: object) -> dict[str, object]:
@@ -62,3 +66,69 @@ def test_trigger_kind_and_reason_of_each_kind_of_run() -> None:
     assert answers["drift"][1] == "PSI plan 0.4"
     assert answers["schedule"][1].startswith("scheduled run (2026-11-25")
     assert answers["hand"][1] == "new features"
+
+
+def test_new_sql_rows_are_announced_once_and_extracted_incrementally(
+    churn: PipelineConfig, tmp_path: Path
+) -> None:
+    """The SQL watcher announces rows past the watermark once; the run then extracts them all."""
+    import sqlalchemy
+
+    from include.ct.extract import land_sql_window, sql_window
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'events.db'}")
+    query = "SELECT * FROM events WHERE event_time >= :start AND event_time < :end"
+    sql = churn.model_copy(
+        update={"source": churn.source.model_copy(update={"type": "sql", "conn_id": "db", "query": query})}
+    )
+
+    def insert(day: int, rows: int) -> None:
+        frame = datagen.churn_batch(rows, day=day).drop(columns=["customer_id"])
+        frame["event_time"] = DAY0 + timedelta(days=day)
+        frame.to_sql("events", engine, index=False, if_exists="append")
+
+    insert(1, 30)
+    now = DAY0 + timedelta(days=2)
+    arrival = announce_new_rows(sql, engine, now=now)
+    assert arrival is not None and arrival.rows == 30
+    assert arrival.to_payload()["reason"].startswith("new data: 30 new rows in 1970-01-01")
+    assert announce_new_rows(sql, engine, now=now + timedelta(hours=1)) is None  # announced once
+    insert(3, 20)  # arrives while the first run has not started yet
+    assert announce_new_rows(sql, engine, now=DAY0 + timedelta(days=4)).rows == 20  # type: ignore[union-attr]
+
+    # The data-arrival run (no interval) extracts everything since the watermark: all 50 rows.
+    start, end = sql_window(sql, None, None, DAY0 + timedelta(days=4, hours=1))
+    landed = land_sql_window(sql, engine, start, end)
+    assert landed is not None and len(pd.read_parquet(landed)) == 50
+    # The next scheduled run starts where that one ended; a backfill reads exactly its interval
+    # and leaves the watermark alone.
+    interval = (DAY0 + timedelta(days=3), DAY0 + timedelta(days=5))
+    assert sql_window(sql, *interval, interval[1]) == (end, interval[1])
+    assert sql_window(sql, *interval, interval[1], incremental=False) == interval
+    assert land_sql_window(sql, engine, *interval, advance_watermark=False) is not None
+    assert sql_window(sql, None, None, end)[0] == end
+    assert announce_new_rows(sql, engine, now=DAY0 + timedelta(days=5)) is None
+
+
+def test_run_note_is_written_once_by_the_scheduler_listener() -> None:
+    from ct_airflow.run_notes import on_dag_run_running
+
+    event = SimpleNamespace(extra={"payload": {"reason": "new data: 20 new rows in a .. b"}})
+    run = SimpleNamespace(
+        dag_id="ct_warehouse",
+        run_id="asset_triggered__1",
+        run_type="asset_triggered",
+        conf={},
+        note=None,
+        consumed_asset_events=[event],
+        run_after=DAY0,
+        logical_date=None,
+    )
+    on_dag_run_running(run, "started")
+    assert run.note == "Trigger: data_arrival. new data: 20 new rows in a .. b"
+    run.note = "written by a person"
+    on_dag_run_running(run, "started")
+    assert run.note == "written by a person"
+    other = SimpleNamespace(dag_id="etl_daily", note=None)
+    on_dag_run_running(other, "started")
+    assert other.note is None
