@@ -41,7 +41,7 @@ class Arrival:
     window: tuple[str, str] | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        payload = {"pipeline": self.pipeline, "files": self.files, "trigger": "data_arrival"}
+        payload: dict[str, Any] = {"pipeline": self.pipeline, "files": self.files, "trigger": "data_arrival"}
         if self.window is not None:
             payload.update(rows=self.rows, window=list(self.window))
         return payload | {"reason": self.reason}

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,14 +92,18 @@ def data_version_of(hashes: list[tuple[str, str]]) -> str:
     return digest.hexdigest()[:16]
 
 
-def extract(config: PipelineConfig, *, force: bool = False) -> Snapshot:
-    """Snapshot every pending batch; with none, raise NoNewDataError unless ``force``.
+def extract(config: PipelineConfig, *, force: bool = False, only: Sequence[str] | None = None) -> Snapshot:
+    """Snapshot every pending batch (or only the named ones); with none, raise NoNewDataError
+    unless ``force``.
 
     A SQL source first lands its window as a batch file (``land_sql_window``), so both kinds of
-    source share validation, quarantine and archiving.
+    source share validation, quarantine and archiving. A backfill run snapshots only its own
+    window (``only``), so backfill runs running side by side never take each other's rows.
     """
     paths = pipeline_paths(config)
     files = pending_batches(config)
+    if only is not None:
+        files = [path for path in files if path.name in set(only)]
     if not files:
         if not force:
             raise NoNewDataError(f"no new batch in {paths.landing}")
@@ -156,6 +161,11 @@ def sql_watermark(config: PipelineConfig) -> datetime | None:
     return datetime.fromisoformat(_read_json(path)["end"]) if path.exists() else None
 
 
+def sql_batch_name(start: datetime, end: datetime) -> str:
+    """The landing-zone file a SQL window is landed as."""
+    return f"sql_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.parquet"
+
+
 def sql_window(
     config: PipelineConfig,
     interval_start: datetime | None,
@@ -197,7 +207,7 @@ def land_sql_window(
     import sqlalchemy
 
     paths = pipeline_paths(config)
-    name = f"sql_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.parquet"
+    name = sql_batch_name(start, end)
     consumed = [paths.landing / name, *paths.archive.rglob(name), *paths.quarantine.rglob(name)]
     if any(path.exists() for path in consumed):
         log.info("window %s .. %s was already extracted (%s)", start, end, name)

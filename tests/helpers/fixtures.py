@@ -11,6 +11,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,8 @@ class MlflowServer:
     process: subprocess.Popen[bytes]
 
 
-def start_mlflow_server(root: Path) -> MlflowServer:
+def start_mlflow_server(root: Path, backend_store_uri: str | None = None) -> MlflowServer:
+    """``mlflow server`` on a free loopback port: SQLite under ``root`` unless told another backend."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = (root / "server.log").open("wb")
@@ -58,7 +60,7 @@ def start_mlflow_server(root: Path) -> MlflowServer:
             str(VENV_BIN / "mlflow"),
             "server",
             "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
+            backend_store_uri or f"sqlite:///{root / 'mlflow.db'}",
             "--artifacts-destination",
             str(root / "artifacts"),
             "--host",
@@ -74,7 +76,7 @@ def start_mlflow_server(root: Path) -> MlflowServer:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{url}/health", timeout=120, process=process)
+        wait_for_http(f"{url}/health", timeout=180, process=process)
     except (RuntimeError, TimeoutError):
         process.kill()
         raise RuntimeError((root / "server.log").read_text()[-3000:]) from None
@@ -139,8 +141,8 @@ class PostgresDatabase:
     url: str
 
 
-@pytest.fixture
-def postgres_database() -> Iterator[PostgresDatabase]:
+@contextmanager
+def throwaway_database() -> Iterator[PostgresDatabase]:
     """Create a uniquely named database on 127.0.0.1:5432 and drop it afterwards."""
     import psycopg2
 
@@ -160,13 +162,20 @@ def postgres_database() -> Iterator[PostgresDatabase]:
         admin.close()
 
 
-def copy_config(source: Path, folder: Path, **replacements: str) -> Path:
+@pytest.fixture
+def postgres_database() -> Iterator[PostgresDatabase]:
+    """A throwaway PostgreSQL database for one test."""
+    with throwaway_database() as database:
+        yield database
+
+
+def copy_config(source: Path, folder: Path, filename: str | None = None, **replacements: str) -> Path:
     """Copy a pipeline YAML into ``folder`` with textual replacements (for variants)."""
     folder.mkdir(parents=True, exist_ok=True)
     text = source.read_text()
     for old, new in replacements.items():
         text = text.replace(old, new)
-    target = folder / source.name
+    target = folder / (filename or source.name)
     target.write_text(text)
     shutil.copymode(source, target)
     return target
@@ -197,7 +206,7 @@ def start_prediction_service(root: Path, env: dict[str, str]) -> PredictionServi
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{url}/health", timeout=120, process=process)
+        wait_for_http(f"{url}/health", timeout=180, process=process)
     except (RuntimeError, TimeoutError):
         process.kill()
         raise RuntimeError(log_path.read_text()[-3000:]) from None

@@ -1,66 +1,192 @@
-"""Data arrival through a real scheduler and triggerer: one dropped batch, exactly one run."""
+"""Data arrival and backfill through a real scheduler, triggerer, dag-processor and api-server.
+
+One Airflow deployment (metadata on PostgreSQL) serves two pipelines: ``arrivals`` watches its
+landing zone for files, ``warehouse`` watches a PostgreSQL table for new rows and is backfilled
+over a date range with ``airflow backfill create``.
+"""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
+import sqlalchemy
 
 from include.ct import datagen
 from include.ct.config import find_pipeline_config
+from include.ct.extract import sql_watermark
 from include.ct.storage import pipeline_paths
-from tests.helpers.airflow_stack import airflow_stack
-from tests.helpers.fixtures import REPO_ROOT, PostgresDatabase, copy_config
+from tests.helpers.airflow_stack import AirflowStack, airflow_stack
+from tests.helpers.fixtures import REPO_ROOT, copy_config, throwaway_database
 
 pytestmark = pytest.mark.integration
 
+CHURN = REPO_ROOT / "include/pipelines/churn.yaml"
+FAST_WATCH = "  poll_seconds: 2\n  settle_seconds: 1\n"
+SQL_SOURCE = """source:
+  type: sql
+  conn_id: ct_events
+  query: >
+    SELECT * FROM warehouse.churn_events WHERE event_time >= :start AND event_time < :end
+  poll_seconds: 2
+"""
+EVENT_DAYS = (1, 2, 3)  # history: 2026-01-02 .. 2026-01-04, 300 rows each
 
-def test_a_dropped_batch_leads_to_exactly_one_run_that_consumes_it(
-    postgres_database: PostgresDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    tmp_path = tmp_path_factory.mktemp("arrival")
     pipelines = tmp_path / "pipelines"
     copy_config(
-        REPO_ROOT / "include/pipelines/churn.yaml",
+        CHURN,
         pipelines,
+        "arrivals.yaml",
         **{
             "name: churn": "name: arrivals",
             "landing/churn": "landing/arrivals",
             'schedule: "@daily"': "schedule: null",  # only data arrival starts runs here
-            "  path: landing/arrivals\n": "  path: landing/arrivals\n  poll_seconds: 2\n"
-            "  settle_seconds: 1\n",
+            "  path: landing/arrivals\n": "  path: landing/arrivals\n" + FAST_WATCH,
         },
     )
-    data = tmp_path / "data"
-    env = {
-        "CT_PIPELINES_DIR": str(pipelines),
-        "CT_DATA_DIR": str(data),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    copy_config(
+        CHURN,
+        pipelines,
+        "warehouse.yaml",
+        **{
+            "name: churn": "name: warehouse",
+            "source:\n  type: files\n  path: landing/churn\n": SQL_SOURCE,
+        },
+    )
+    with throwaway_database() as database, pytest.MonkeyPatch.context() as patch:
+        env = {
+            "CT_PIPELINES_DIR": str(pipelines),
+            "CT_DATA_DIR": str(tmp_path / "data"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "AIRFLOW_CONN_CT_EVENTS": database.url.replace("postgresql+psycopg2", "postgres"),
+        }
+        for key, value in env.items():
+            patch.setenv(key, value)
+        engine = sqlalchemy.create_engine(database.url)
+        with engine.begin() as connection:  # an empty source table: the watcher sees no rows yet
+            connection.execute(sqlalchemy.text("CREATE SCHEMA warehouse"))
+        _events(0).head(0).to_sql("churn_events", engine, schema="warehouse", index=False)
+        engine.dispose()
+        with airflow_stack(database, tmp_path / "airflow", env) as running:
+            yield running
+
+
+def _events(day: int) -> pd.DataFrame:
+    return datagen.churn_batch(300, day=day).drop(columns=["customer_id"])
+
+
+def _finished(stack: AirflowStack, dag_id: str) -> list[tuple[str, str, str]]:
+    return [run for run in stack.runs(dag_id) if run[1] in ("success", "failed")]
+
+
+def _note(stack: AirflowStack, dag_id: str, run_id: str) -> str:
+    rows = stack.query(
+        "SELECT n.content FROM dag_run_note n JOIN dag_run r ON r.id = n.dag_run_id "
+        "WHERE r.dag_id = %s AND r.run_id = %s",
+        dag_id,
+        run_id,
+    )
+    return str(rows[0][0]) if rows else ""
+
+
+def test_a_dropped_batch_leads_to_exactly_one_run_that_consumes_it(stack: AirflowStack) -> None:
     config = find_pipeline_config("arrivals")
     assert config.source.poll_seconds == 2
-    with airflow_stack(postgres_database, tmp_path / "airflow", env) as stack:
-        stack.wait_for_dag("ct_arrivals")
-        stack.cli("dags", "unpause", "ct_arrivals")
-        time.sleep(5)  # the watcher is running and has seen the empty landing zone
-        assert stack.runs("ct_arrivals") == []
-        batch = datagen.write_batch(config, rows=2000)
+    stack.wait_for_dag("ct_arrivals")
+    stack.cli("dags", "unpause", "ct_arrivals")
+    time.sleep(5)  # the watcher is running and has seen the empty landing zone
+    assert stack.runs("ct_arrivals") == []
+    batch = datagen.write_batch(config, rows=2000)
 
-        runs = stack.wait_for_runs("ct_arrivals", 1)
-        time.sleep(8)  # a second announcement would show up within a few polls
-        runs = stack.runs("ct_arrivals")
-        assert [(state, run_type) for _, state, run_type in runs] == [("success", "asset_triggered")], (
-            runs,
-            stack.logs(),
+    stack.wait_for_runs("ct_arrivals", 1)
+    time.sleep(8)  # a second announcement would show up within a few polls
+    runs = stack.runs("ct_arrivals")
+    assert [(state, run_type) for _, state, run_type in runs] == [("success", "asset_triggered")], (
+        runs,
+        stack.logs(),
+    )
+    run_id = runs[0][0]
+    snapshot = stack.xcom("ct_arrivals", run_id, "extract")
+    assert [b["file"] for b in snapshot["batches"]] == [batch.name]
+    trigger = {"kind": "data_arrival", "reason": f"new data: {batch.name}"}
+    assert stack.xcom("ct_arrivals", run_id, "extract", "trigger") == trigger
+    assert _note(stack, "ct_arrivals", run_id) == f"Trigger: data_arrival. new data: {batch.name}"
+    assert not batch.exists()  # consumed: archived, not left in the landing zone
+    assert list(pipeline_paths(config).archive.rglob(batch.name))
+
+
+def test_new_sql_rows_trigger_one_run_and_a_backfill_reads_exactly_its_intervals(
+    stack: AirflowStack,
+) -> None:
+    config = find_pipeline_config("warehouse")
+    stack.wait_for_dag("ct_warehouse")
+    stack.cli("dags", "unpause", "ct_warehouse")
+    # Unpausing schedules the latest daily interval; the table is empty, so it is skipped.
+    (scheduled,) = stack.wait_for_runs("ct_warehouse", 1)
+    assert scheduled[1:] == ("success", "scheduled"), stack.logs()
+    assert stack.xcom("ct_warehouse", scheduled[0], "extract") is None
+    assert _note(stack, "ct_warehouse", scheduled[0]).startswith("Trigger: schedule. scheduled run (")
+
+    # History for days long past (late rows, behind the watermark: the incremental stream never
+    # sees them, a backfill does) and 300 fresh rows written just now.
+    fresh = _events(9)
+    fresh["event_time"] = [
+        datetime.now(UTC) - timedelta(seconds=30) + timedelta(milliseconds=i) for i in range(len(fresh))
+    ]
+    engine = sqlalchemy.create_engine(stack.database.url)
+    try:
+        events = pd.concat([*(_events(day) for day in EVENT_DAYS), fresh])
+        events.to_sql("churn_events", engine, schema="warehouse", index=False, if_exists="append")
+    finally:
+        engine.dispose()
+
+    # The new-rows watcher announces them once: one data-arrival run extracts the fresh rows.
+    stack.wait_for_runs("ct_warehouse", 2)
+    time.sleep(8)  # a second announcement would show up within a few polls
+    runs = stack.runs("ct_warehouse")
+    assert [(state, kind) for _, state, kind in runs[1:]] == [("success", "asset_triggered")], (
+        runs,
+        stack.logs(),
+    )
+    arrival = runs[1][0]
+    snapshot = stack.xcom("ct_warehouse", arrival, "extract")
+    assert sum(batch["rows"] for batch in snapshot["batches"]) == 300
+    note = _note(stack, "ct_warehouse", arrival)
+    assert note.startswith("Trigger: data_arrival. new data: 300 new rows in "), note
+
+    # A backfill of two days: one run per day, each extracting exactly that day's 300 rows.
+    stack.cli(
+        "backfill", "create", "--dag-id", "ct_warehouse",
+        "--from-date", "2026-01-02", "--to-date", "2026-01-03", "--max-active-runs", "1",
+    )  # fmt: skip
+    stack.wait_for_runs("ct_warehouse", 4)
+    rows = stack.query(
+        "SELECT run_id, state, data_interval_start, data_interval_end FROM dag_run "
+        "WHERE dag_id = %s AND run_type = 'backfill' ORDER BY logical_date",
+        "ct_warehouse",
+    )
+    assert len(rows) == 2 and {row[1] for row in rows} == {"success"}, (rows, stack.logs())
+    for run_id, _, interval_start, interval_end in rows:
+        start, end = interval_start.astimezone(UTC), interval_end.astimezone(UTC)
+        assert end - start == timedelta(days=1)
+        assert datetime(2026, 1, 2, tzinfo=UTC) <= start <= datetime(2026, 1, 4, tzinfo=UTC)
+        batches = stack.xcom("ct_warehouse", run_id, "extract")["batches"]
+        assert [(b["file"], b["rows"]) for b in batches] == [
+            (f"sql_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.parquet", 300)
+        ]
+        assert (
+            _note(stack, "ct_warehouse", run_id)
+            == f"Trigger: backfill. backfill of {start:%Y-%m-%d} 00:00 UTC"
         )
-        run_id = runs[0][0]
-        snapshot = stack.xcom("ct_arrivals", run_id, "extract")
-        assert [b["file"] for b in snapshot["batches"]] == [batch.name]
-        assert stack.xcom("ct_arrivals", run_id, "extract", "trigger") == {
-            "kind": "data_arrival",
-            "reason": f"new data: {batch.name}",
-        }
-        assert not batch.exists()  # consumed: archived, not left in the landing zone
-        assert list(pipeline_paths(config).archive.rglob(batch.name))
+    # Backfills re-read history without moving the incremental stream's watermark.
+    ((run_after,),) = stack.query(
+        "SELECT run_after FROM dag_run WHERE dag_id = %s AND run_id = %s", "ct_warehouse", arrival
+    )
+    assert sql_watermark(config) == run_after.astimezone(UTC)

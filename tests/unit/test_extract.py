@@ -79,6 +79,9 @@ def test_sql_window_lands_once_and_is_snapshotted_like_a_file(churn: PipelineCon
     assert landed is not None and landed.name == "sql_20260101T000000_20260102T000000.parquet"
     assert len(pd.read_parquet(landed)) == 12  # one row every 2 h inside the 24 h window
     assert land_sql_window(sql, engine, start, end) is None  # already landed: not read twice
-    snapshot = extract(sql)
+    later = land_sql_window(sql, engine, end, end + timedelta(days=1))  # a second window waits
+    assert later is not None
+    # A backfill run takes only its own window, even with another one waiting beside it.
+    snapshot = extract(sql, only=[landed.name])
     assert [b.file for b in snapshot.batches] == [landed.name]
     assert snapshot.rows == 12
