@@ -28,6 +28,7 @@ export CT_MLFLOW_UI_URL=${CT_MLFLOW_UI_URL:-http://localhost:$MLFLOW_PORT}
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
 export GX_ANALYTICS_ENABLED=false
 mkdir -p "$RUN_DIR/mlflow" "$AIRFLOW_HOME" "$CT_DATA_DIR"
+"$BIN/python" -m include.ct.airflow_settings check "$ROOT/airflow_settings.yaml"  # fail before starting
 
 # The deploy task tells the prediction service to reload with this token; generated once per
 # checkout (in .run/, git-ignored) unless you set CT_SERVING_RELOAD_TOKEN yourself.
@@ -79,6 +80,8 @@ pids+=($!)
 wait_http "http://127.0.0.1:$MLFLOW_PORT/health" 180 MLflow
 wait_http "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health" 300 Airflow
 wait_http "http://127.0.0.1:$SERVING_PORT/health" 120 "The prediction service"
+echo "Applying airflow_settings.yaml (connections, pools, variables)"
+"$BIN/python" -m include.ct.airflow_settings apply "$ROOT/airflow_settings.yaml"
 password=$("$BIN/python" - "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" <<'PY'
 import json, sys, time
 for _ in range(60):
