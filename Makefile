@@ -10,7 +10,7 @@ export SSL_CERT_FILE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 export PYTHONPATH := $(CURDIR)
 export CT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install lock lint format test test-fast run data serve bench clean help
+.PHONY: install system-deps lock lint format test test-fast run data serve bench env trainer-image clean help
 
 help:
 	@echo "make run    start Airflow, MLflow, the prediction service and seed a first batch"
@@ -30,9 +30,15 @@ $(VENV)/.installed: requirements.lock | $(PY)
 
 install: $(VENV)/.installed  ## build .venv from the lock file (idempotent)
 
+# Docker engine, debootstrap and docker-compose for the container tests (apt, as root; else skipped).
+system-deps:
+	@bash scripts/install_system_deps.sh
+
 lock: | $(PY)
 	@test -x $(UV) || $(PY) -m pip install --quiet "uv==$(UV_VERSION)"
 	$(UV) pip compile --python-version 3.11 requirements.txt -o requirements.lock
+	$(UV) pip compile --python-version 3.11 docker/trainer-requirements.txt -c requirements.lock \
+	  -o docker/trainer-requirements.lock
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -43,7 +49,7 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint
+test: lint system-deps
 	$(PY) -m pytest
 
 test-fast: install
@@ -63,6 +69,15 @@ data: install
 
 bench: install
 	OMP_NUM_THREADS=1 $(PY) -m bench.serving
+
+# docker compose's .env with fresh secrets (keeps values already set).
+env: install
+	$(PY) scripts/make_env.py
+
+# The image `runtime: docker` pipelines run train/evaluate in (BASE_IMAGE=... to change the base).
+trainer-image:
+	docker build -f docker/trainer.Dockerfile $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+	  -t ct-trainer:latest .
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

@@ -118,6 +118,22 @@ class ValidationSpec(_Strict):
     drift_threshold: float = Field(default=0.2, gt=0, description="PSI above which a feature drifted")
 
 
+class RuntimeSpec(_Strict):
+    """Where the heavy steps (train, evaluate) run: in the Airflow worker, or in a container."""
+
+    type: Literal["process", "docker"] = "process"
+    image: str = Field(default="ct-trainer:latest", description="trainer image (docker/trainer.Dockerfile)")
+    docker_url: str = Field(default="unix://var/run/docker.sock", description="Docker engine to run it on")
+    network_mode: str = Field(default="bridge", description="a network where MLflow is reachable")
+    data_volume: str | None = Field(
+        default=None,
+        description="Docker volume holding CT_DATA_DIR (compose); default: bind-mount the worker's path",
+    )
+    user: str | None = Field(default=None, description="uid[:gid] in the container; default: the worker's")
+    mem_limit: str | None = Field(default=None, description="e.g. 4g")
+    environment: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
+
+
 class DeploySpec(_Strict):
     """How a promoted model reaches the prediction service, and what it must pass there."""
 
@@ -170,6 +186,7 @@ class PipelineConfig(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     owner: str = "mlops"
     tags: list[str] = Field(default_factory=list)

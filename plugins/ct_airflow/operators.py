@@ -7,6 +7,7 @@ address of what it produced for its extra link.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -22,6 +23,7 @@ from ct_airflow.links import (
     ValidationReportLink,
 )
 from ct_airflow.run_notes import describe_trigger
+from ct_airflow.runtime import run_heavy_step
 
 INCREMENTAL_RUN_TYPES = frozenset({"scheduled", "asset_triggered"})
 
@@ -107,18 +109,18 @@ class ExtractBatchesOperator(_PipelineOperator):
         self.log.info("Run triggered by %s: %s", kind, reason)
         context["ti"].xcom_push(key="trigger", value={"kind": kind, "reason": reason})
         config = self.load_config()
-        if config.source.type == "sql":
-            self._land_sql_window(config, context)
+        only = self._land_sql_window(config, context) if config.source.type == "sql" else None
         try:
-            snapshot = extract(config, force=force)
+            snapshot = extract(config, force=force, only=only)
         except NoNewDataError as exc:
             raise AirflowSkipException(f"Nothing to train on: {exc}") from exc
         return snapshot.to_dict()
 
-    def _land_sql_window(self, config: Any, context: Context) -> None:
+    def _land_sql_window(self, config: Any, context: Context) -> list[str] | None:
+        """Land this run's window; exact-interval runs then snapshot only that window's file."""
         from airflow.sdk import BaseHook
 
-        from include.ct.extract import land_sql_window, sql_window
+        from include.ct.extract import land_sql_window, sql_batch_name, sql_window
 
         dag_run = context["dag_run"]
         run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
@@ -138,6 +140,7 @@ class ExtractBatchesOperator(_PipelineOperator):
         )
         window = "incremental" if incremental else "exact interval"
         self.log.info("SQL window (%s) %s .. %s: %s", window, start, end, landed or "no new rows")
+        return None if incremental else [sql_batch_name(start, end)]
 
 
 class ValidateDataOperator(_SnapshotOperator):
@@ -198,13 +201,11 @@ class TrainChallengerOperator(_SnapshotOperator):
     ui_color = "#eafbea"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.ct.train import train_challenger
-
         config = self.load_config()
         lineage = _lineage(config.name, context, self.snapshot["data_version"])
-        result = train_challenger(config, lineage)
-        context["ti"].xcom_push(key=MLFLOW_RUN_URL, value=result.run_url or "")
-        return result.to_dict()
+        result = run_heavy_step(self, context, config, "train", {"lineage": asdict(lineage)})
+        context["ti"].xcom_push(key=MLFLOW_RUN_URL, value=result.get("run_url") or "")
+        return result
 
 
 class EvaluateChallengerOperator(_PipelineOperator):
@@ -220,19 +221,20 @@ class EvaluateChallengerOperator(_PipelineOperator):
         self.min_improvement = min_improvement
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.ct.evaluate import evaluate_challenger
-
         config = self.load_config()
         margin = _as_float(self.min_improvement)
         if margin is not None:
             self.log.info("Promotion margin overridden for this run: %s", margin)
-        decision = evaluate_challenger(
-            config, self.trained["run_id"], self.trained["test_path"], min_improvement=margin
-        )
+        request = {
+            "run_id": self.trained["run_id"],
+            "test_path": self.trained["test_path"],
+            "min_improvement": margin,
+        }
+        decision = run_heavy_step(self, context, config, "evaluate", request)
         context["ti"].xcom_push(key=MLFLOW_RUN_URL, value=self.trained.get("run_url") or "")
-        for reason in decision.reasons:
+        for reason in decision.get("reasons", []):
             self.log.info("gate: %s", reason)
-        return decision.to_dict()
+        return decision
 
 
 class RegisterModelOperator(_PipelineOperator):

@@ -1,7 +1,8 @@
 """A real Airflow deployment for tests: api-server, scheduler, dag-processor and triggerer processes.
 
-Metadata on a throwaway PostgreSQL database, LocalExecutor, everything on 127.0.0.1; the test that
-starts it stops it.
+Metadata on a throwaway PostgreSQL database, LocalExecutor or CeleryExecutor (Redis broker under a
+key prefix of its own, named worker processes), everything on 127.0.0.1; the test that starts it
+stops it and removes its Redis keys.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import secrets
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,6 +50,13 @@ class AirflowStack:
                 return list(cursor.fetchall())
         finally:
             conn.close()
+
+    def task_hosts(self, dag_id: str, run_id: str) -> dict[str, str]:
+        """task_id -> hostname of the worker that ran it."""
+        rows = self.query(
+            "SELECT task_id, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s", dag_id, run_id
+        )
+        return {str(task): str(host) for task, host in rows}
 
     def runs(self, dag_id: str) -> list[tuple[str, str, str]]:
         """(run_id, state, run_type) of every run of ``dag_id``, oldest first."""
@@ -98,9 +107,10 @@ class AirflowStack:
 
 @contextmanager
 def airflow_stack(
-    database: PostgresDatabase, home: Path, extra_env: dict[str, str]
+    database: PostgresDatabase, home: Path, extra_env: dict[str, str], *, celery_workers: int = 0
 ) -> Iterator[AirflowStack]:
-    """Migrate ``database`` and run the four Airflow 3 components until the block ends."""
+    """Migrate ``database`` and run the four Airflow 3 components (plus ``celery_workers`` Celery
+    workers under CeleryExecutor) until the block ends."""
     port = free_port()
     env = {
         **os.environ,
@@ -115,21 +125,59 @@ def airflow_stack(
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         **extra_env,
     }
+    redis_prefix = f"ct_test_{uuid.uuid4().hex[:10]}_"
+    if celery_workers:
+        env.update(
+            {
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CELERY__BROKER_URL": "redis://127.0.0.1:6379/0",
+                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": redis_prefix,
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + database.url.replace("+psycopg2", ""),
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": redis_prefix + "queue",
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.helpers.worker_identity.hostname",
+            }
+        )
     home.mkdir(parents=True, exist_ok=True)
     stack = AirflowStack(env, database, home)
     stack.cli("db", "migrate", timeout=600)
     try:
         for name in COMPONENTS:
-            stack.processes[name] = subprocess.Popen(
-                [AIRFLOW, name],
-                env=env,
-                stdout=(home / f"{name}.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
+            stack.processes[name] = _start(home, name, [AIRFLOW, name], env)
+        for index in range(1, celery_workers + 1):
+            worker = f"worker-{index}"
+            stack.processes[worker] = _start(
+                home,
+                worker,
+                [AIRFLOW, "celery", "worker", "--concurrency", "1", "--skip-serve-logs",
+                 "--queues", env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"], "--celery-hostname", f"{worker}@%h"],
+                {**env, "CT_TEST_WORKER": worker},
+            )  # fmt: skip
         wait_for_http(f"http://127.0.0.1:{port}/api/v2/monitor/health", 180, stack.processes["api-server"])
         yield stack
     finally:
         for process in stack.processes.values():
             stop(process)
+        if celery_workers:
+            _delete_redis_keys(redis_prefix)
+
+
+def _start(home: Path, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command, env=env, stdout=(home / f"{name}.log").open("wb"), stderr=subprocess.STDOUT
+    )
+
+
+def _delete_redis_keys(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=0)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -1,0 +1,136 @@
+"""The production shape on this machine's real services: Airflow's metadata DB and MLflow's backend
+on PostgreSQL, a real scheduler with LocalExecutor, then CeleryExecutor with Redis and two workers.
+The same DAG, unchanged, runs to success under both."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from include.ct import datagen
+from include.ct.config import find_pipeline_config
+from tests.helpers.airflow_stack import AirflowStack, airflow_stack
+from tests.helpers.fixtures import (
+    REPO_ROOT,
+    MlflowServer,
+    copy_config,
+    start_mlflow_server,
+    stop,
+    throwaway_database,
+)
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = """
+airflow:
+  connections:
+    - conn_id: ct_warehouse
+      conn_type: postgres
+      conn_host: 127.0.0.1
+      conn_login: ct_reader
+      conn_password: ${CT_TEST_WAREHOUSE_PASSWORD}
+  pools:
+    - {pool_name: ct_training, pool_slot: 3, pool_description: training}
+  variables:
+    - {variable_name: ct_owner, variable_value: mlops}
+"""
+
+
+@pytest.fixture(scope="module")
+def postgres_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """An MLflow tracking server whose backend store is a throwaway PostgreSQL database."""
+    with throwaway_database() as database:
+        backend = database.url.replace("+psycopg2", "")
+        server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-pg"), backend_store_uri=backend)
+        try:
+            yield server
+        finally:
+            stop(server.process)
+
+
+def _fleet_env(tmp_path: Path, mlflow: MlflowServer) -> dict[str, str]:
+    """A `fleet` pipeline (triggered by hand only) with one batch waiting in its landing zone."""
+    copy_config(
+        REPO_ROOT / "include/pipelines/churn.yaml",
+        tmp_path / "pipelines",
+        "fleet.yaml",
+        **{
+            "name: churn": "name: fleet",
+            "landing/churn": "landing/fleet",
+            'schedule: "@daily"': "schedule: null",
+            "  path: landing/fleet\n": "  path: landing/fleet\n  watch: false\n",
+        },
+    )
+    return {
+        "CT_PIPELINES_DIR": str(tmp_path / "pipelines"),
+        "CT_DATA_DIR": str(tmp_path / "data"),
+        "MLFLOW_TRACKING_URI": mlflow.url,
+    }
+
+
+def _train_once(stack: AirflowStack, monkeypatch: pytest.MonkeyPatch) -> str:
+    for key in ("CT_PIPELINES_DIR", "CT_DATA_DIR"):
+        monkeypatch.setenv(key, stack.env[key])
+    datagen.write_batch(find_pipeline_config("fleet"), rows=2000)
+    stack.wait_for_dag("ct_fleet")
+    stack.cli("dags", "unpause", "ct_fleet")
+    stack.cli("dags", "trigger", "ct_fleet", "--conf", json.dumps({"reason": "executor test"}))
+    runs = stack.wait_for_runs("ct_fleet", 1)
+    assert [(state, kind) for _, state, kind in runs] == [("success", "manual")], (runs, stack.logs())
+    return runs[0][0]
+
+
+def test_local_executor_on_postgres_with_settings_applied(
+    postgres_mlflow: MlflowServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = tmp_path / "airflow_settings.yaml"
+    settings.write_text(SETTINGS)
+    env = {**_fleet_env(tmp_path, postgres_mlflow), "CT_TEST_WAREHOUSE_PASSWORD": "not-in-the-repo"}
+    with throwaway_database() as database, airflow_stack(database, tmp_path / "airflow", env) as stack:
+        for _ in range(2):  # idempotent: the second apply changes nothing
+            done = subprocess.run(
+                [sys.executable, "-m", "include.ct.airflow_settings", "apply", str(settings)],
+                env=stack.env,
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "applied (1 connections, 1 pools, 1 variables)" in done.stdout
+        assert stack.query("SELECT pool, slots FROM slot_pool WHERE pool = 'ct_training'") == [
+            ("ct_training", 3)
+        ]
+        assert stack.query(
+            "SELECT conn_type, host, login FROM connection WHERE conn_id = 'ct_warehouse'"
+        ) == [("postgres", "127.0.0.1", "ct_reader")]
+        assert stack.query("SELECT key, val FROM variable") == [("ct_owner", "mlops")]
+        assert "not-in-the-repo" in stack.cli("connections", "get", "ct_warehouse", "-o", "json")
+
+        run_id = _train_once(stack, monkeypatch)
+
+    from mlflow import MlflowClient
+
+    champion = MlflowClient(tracking_uri=postgres_mlflow.url).get_model_version_by_alias("fleet", "champion")
+    assert champion.tags["ct.run_id"] == run_id
+    assert champion.tags["ct.reason"] == "executor test"
+
+
+def test_celery_executor_spreads_one_run_over_two_workers(
+    postgres_mlflow: MlflowServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = _fleet_env(tmp_path, postgres_mlflow)
+    with (
+        throwaway_database() as database,
+        airflow_stack(database, tmp_path / "airflow", env, celery_workers=2) as stack,
+    ):
+        run_id = _train_once(stack, monkeypatch)
+        hosts = stack.task_hosts("ct_fleet", run_id)
+    assert set(hosts) >= {"extract", "validate", "train", "evaluate", "register", "deploy"}
+    assert set(hosts.values()) == {"worker-1", "worker-2"}, hosts
