@@ -110,7 +110,8 @@ def test_local_executor_on_postgres_with_settings_applied(
         assert stack.query(
             "SELECT conn_type, host, login FROM connection WHERE conn_id = 'ct_warehouse'"
         ) == [("postgres", "127.0.0.1", "ct_reader")]
-        assert stack.query("SELECT key, val FROM variable") == [("ct_owner", "mlops")]
+        assert stack.query("SELECT key FROM variable") == [("ct_owner",)]
+        assert stack.cli("variables", "get", "ct_owner").strip() == "mlops"  # stored encrypted
         assert "not-in-the-repo" in stack.cli("connections", "get", "ct_warehouse", "-o", "json")
 
         run_id = _train_once(stack, monkeypatch)
