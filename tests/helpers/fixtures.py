@@ -93,6 +93,18 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
+def postgres_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """An MLflow tracking server whose backend store is a throwaway PostgreSQL database."""
+    with throwaway_database() as database:
+        backend = database.url.replace("+psycopg2", "")
+        server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-pg"), backend_store_uri=backend)
+        try:
+            yield server
+        finally:
+            stop(server.process)
+
+
+@pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """A real MLflow tracking server for one test module, set as MLFLOW_TRACKING_URI."""
     server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))

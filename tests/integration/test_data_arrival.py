@@ -1,12 +1,14 @@
 """Data arrival and backfill through a real scheduler, triggerer, dag-processor and api-server.
 
-One Airflow deployment (metadata on PostgreSQL) serves two pipelines: ``arrivals`` watches its
+One Airflow deployment (LocalExecutor; metadata and MLflow's backend on PostgreSQL) serves two
+pipelines: ``arrivals`` watches its
 landing zone for files, ``warehouse`` watches a PostgreSQL table for new rows and is backfilled
 over a date range with ``airflow backfill create``.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,7 @@ from include.ct.config import find_pipeline_config
 from include.ct.extract import sql_watermark
 from include.ct.storage import pipeline_paths
 from tests.helpers.airflow_stack import AirflowStack, airflow_stack
-from tests.helpers.fixtures import REPO_ROOT, copy_config, throwaway_database
+from tests.helpers.fixtures import REPO_ROOT, MlflowServer, copy_config, throwaway_database
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +39,7 @@ EVENT_DAYS = (1, 2, 3)  # history: 2026-01-02 .. 2026-01-04, 300 rows each
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, postgres_mlflow: MlflowServer) -> Iterator[AirflowStack]:
     tmp_path = tmp_path_factory.mktemp("arrival")
     pipelines = tmp_path / "pipelines"
     copy_config(
@@ -64,7 +66,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
         env = {
             "CT_PIPELINES_DIR": str(pipelines),
             "CT_DATA_DIR": str(tmp_path / "data"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "MLFLOW_TRACKING_URI": postgres_mlflow.url,  # MLflow's backend on PostgreSQL too
             "AIRFLOW_CONN_CT_EVENTS": database.url.replace("postgresql+psycopg2", "postgres"),
         }
         for key, value in env.items():
@@ -120,6 +122,14 @@ def test_a_dropped_batch_leads_to_exactly_one_run_that_consumes_it(stack: Airflo
     assert _note(stack, "ct_arrivals", run_id) == f"Trigger: data_arrival. new data: {batch.name}"
     assert not batch.exists()  # consumed: archived, not left in the landing zone
     assert list(pipeline_paths(config).archive.rglob(batch.name))
+    from mlflow import MlflowClient
+
+    # The whole CT DAG ran through the LocalExecutor, into MLflow on PostgreSQL.
+    champion = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(
+        "arrivals", "champion"
+    )
+    assert champion.tags["ct.run_id"] == run_id
+    assert champion.tags["ct.trigger"] == "data_arrival"
 
 
 def test_new_sql_rows_trigger_one_run_and_a_backfill_reads_exactly_its_intervals(

@@ -1,13 +1,13 @@
-"""The production shape on this machine's real services: Airflow's metadata DB and MLflow's backend
-on PostgreSQL, a real scheduler with LocalExecutor, then CeleryExecutor with Redis and two workers.
-The same DAG, unchanged, runs to success under both."""
+"""CeleryExecutor on this machine's real services: Redis as broker, two named workers, Airflow's
+metadata DB and MLflow's backend on PostgreSQL, and airflow_settings.yaml applied by the loader.
+The same DAG, unchanged, runs to success with its tasks spread over both workers (the
+LocalExecutor run on the same kind of stack is tests/integration/test_data_arrival.py)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +15,7 @@ import pytest
 from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from tests.helpers.airflow_stack import AirflowStack, airflow_stack
-from tests.helpers.fixtures import (
-    REPO_ROOT,
-    MlflowServer,
-    copy_config,
-    start_mlflow_server,
-    stop,
-    throwaway_database,
-)
+from tests.helpers.fixtures import REPO_ROOT, MlflowServer, copy_config, throwaway_database
 
 pytestmark = pytest.mark.integration
 
@@ -41,20 +34,8 @@ airflow:
 """
 
 
-@pytest.fixture(scope="module")
-def postgres_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """An MLflow tracking server whose backend store is a throwaway PostgreSQL database."""
-    with throwaway_database() as database:
-        backend = database.url.replace("+psycopg2", "")
-        server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-pg"), backend_store_uri=backend)
-        try:
-            yield server
-        finally:
-            stop(server.process)
-
-
 def _fleet_env(tmp_path: Path, mlflow: MlflowServer) -> dict[str, str]:
-    """A `fleet` pipeline (triggered by hand only) with one batch waiting in its landing zone."""
+    """A `fleet` pipeline (triggered by hand only)."""
     copy_config(
         REPO_ROOT / "include/pipelines/churn.yaml",
         tmp_path / "pipelines",
@@ -85,37 +66,22 @@ def _train_once(stack: AirflowStack, monkeypatch: pytest.MonkeyPatch) -> str:
     return runs[0][0]
 
 
-def test_local_executor_on_postgres_with_settings_applied(
+def test_celery_executor_spreads_one_run_over_two_workers(
     postgres_mlflow: MlflowServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Settings applied twice (idempotent), then one run whose tasks land on both workers."""
     settings = tmp_path / "airflow_settings.yaml"
     settings.write_text(SETTINGS)
     env = {**_fleet_env(tmp_path, postgres_mlflow), "CT_TEST_WAREHOUSE_PASSWORD": "not-in-the-repo"}
-    with throwaway_database() as database, airflow_stack(database, tmp_path / "airflow", env) as stack:
-        for _ in range(2):  # idempotent: the second apply changes nothing
-            done = subprocess.run(
-                [sys.executable, "-m", "include.ct.airflow_settings", "apply", str(settings)],
-                env=stack.env,
-                cwd=REPO_ROOT,
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
-            assert done.returncode == 0, done.stdout + done.stderr
-            assert "applied (1 connections, 1 pools, 1 variables)" in done.stdout
-        assert stack.query("SELECT pool, slots FROM slot_pool WHERE pool = 'ct_training'") == [
-            ("ct_training", 3)
-        ]
-        assert stack.query(
-            "SELECT conn_type, host, login FROM connection WHERE conn_id = 'ct_warehouse'"
-        ) == [("postgres", "127.0.0.1", "ct_reader")]
-        assert stack.query("SELECT key FROM variable") == [("ct_owner",)]
-        assert stack.cli("variables", "get", "ct_owner").strip() == "mlops"  # stored encrypted
-        assert "not-in-the-repo" in stack.cli("connections", "get", "ct_warehouse", "-o", "json")
-
+    with (
+        throwaway_database() as database,
+        airflow_stack(database, tmp_path / "airflow", env, celery_workers=2) as stack,
+    ):
+        _apply_settings_twice(stack, settings)
         run_id = _train_once(stack, monkeypatch)
-
+        hosts = stack.task_hosts("ct_fleet", run_id)
+    assert set(hosts) == {"extract", "validate", "train", "evaluate", "gate", "register", "deploy"}
+    assert set(hosts.values()) == {"worker-1", "worker-2"}, hosts
     from mlflow import MlflowClient
 
     champion = MlflowClient(tracking_uri=postgres_mlflow.url).get_model_version_by_alias("fleet", "champion")
@@ -123,15 +89,23 @@ def test_local_executor_on_postgres_with_settings_applied(
     assert champion.tags["ct.reason"] == "executor test"
 
 
-def test_celery_executor_spreads_one_run_over_two_workers(
-    postgres_mlflow: MlflowServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    env = _fleet_env(tmp_path, postgres_mlflow)
-    with (
-        throwaway_database() as database,
-        airflow_stack(database, tmp_path / "airflow", env, celery_workers=2) as stack,
-    ):
-        run_id = _train_once(stack, monkeypatch)
-        hosts = stack.task_hosts("ct_fleet", run_id)
-    assert set(hosts) >= {"extract", "validate", "train", "evaluate", "register", "deploy"}
-    assert set(hosts.values()) == {"worker-1", "worker-2"}, hosts
+def _apply_settings_twice(stack: AirflowStack, settings: Path) -> None:
+    for _ in range(2):  # idempotent: the second apply changes nothing
+        done = subprocess.run(
+            [sys.executable, "-m", "include.ct.airflow_settings", "apply", str(settings)],
+            env=stack.env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "applied (1 connections, 1 pools, 1 variables)" in done.stdout
+    assert stack.query("SELECT pool, slots FROM slot_pool WHERE pool = 'ct_training'") == [("ct_training", 3)]
+    assert stack.query("SELECT conn_type, host, login FROM connection WHERE conn_id = 'ct_warehouse'") == [
+        ("postgres", "127.0.0.1", "ct_reader")
+    ]
+    assert stack.query("SELECT key FROM variable") == [("ct_owner",)]
+    assert stack.cli("variables", "get", "ct_owner").strip() == "mlops"  # stored encrypted
+    assert "not-in-the-repo" in stack.cli("connections", "get", "ct_warehouse", "-o", "json")
