@@ -79,6 +79,9 @@ class SourceSpec(_Strict):
     watch: bool = Field(default=True, description="start a run when new data arrives")
     poll_seconds: float = Field(default=30.0, gt=0, description="how often the watcher looks")
     settle_seconds: float = Field(default=2.0, ge=0, description="a file unchanged this long is complete")
+    max_batch_mb: float = Field(
+        default=2048, gt=0, description="larger batch files are quarantined unread (split them upstream)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SourceSpec:
@@ -174,6 +177,9 @@ class PipelineConfig(_Strict):
     target: str
     target_values: list[str | int | bool] | None = None
     timestamp: str | None = None
+    id_column: str | None = Field(
+        default=None, description="a row id every batch must carry: non-null, no duplicates in a batch"
+    )
     features: dict[str, FeatureSpec]
     slices: list[str] = Field(default_factory=list)
     metric: Metric
@@ -228,6 +234,10 @@ class PipelineConfig(_Strict):
             raise ValueError(f"@model.type: model type '{self.model.type}' is not one of {list(estimators)}")
         if self.target_values is not None and self.task != "classification":
             raise ValueError("@target_values: only for classification")
+        if self.id_column is not None and self.id_column in {*self.features, self.target, self.timestamp}:
+            raise ValueError(
+                f"@id_column: id column '{self.id_column}' must not be a feature, target or timestamp"
+            )
         return self
 
     @property

@@ -40,6 +40,7 @@ class BatchInfo:
     rows: int | None = None
     part: str | None = None
     read_error: str | None = None
+    read_rule: str | None = None
 
 
 @dataclass
@@ -77,11 +78,46 @@ def pending_batches(config: PipelineConfig) -> list[Path]:
     )
 
 
-def read_batch(path: Path) -> pd.DataFrame:
-    """Read one batch file as delivered, without coercing it to the schema."""
+class UnreadableBatchError(Exception):
+    """A batch file that cannot become a table; ``rule`` names what it breaks."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+def read_batch(path: Path, max_mb: float | None = None) -> pd.DataFrame:
+    """Read one batch file as delivered, without coercing it to the schema.
+
+    Raises UnreadableBatchError naming the broken rule: over the size limit (never loaded),
+    empty, not UTF-8, not parseable CSV or not a readable Parquet file.
+    """
+    size = path.stat().st_size
+    if max_mb is not None and size > max_mb * 1024 * 1024:
+        raise UnreadableBatchError(
+            "within size limit",
+            f"{size / 1024 / 1024:.1f} MB is over source.max_batch_mb ({max_mb:g} MB); not loaded: "
+            "split it into smaller batches upstream or raise the limit",
+        )
+    if size == 0:
+        raise UnreadableBatchError("not empty", "the file is empty (0 bytes)")
     if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several kinds for a broken file
+            raise UnreadableBatchError("readable Parquet", f"{type(exc).__name__}: {exc}") from exc
+    try:
+        return pd.read_csv(path, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableBatchError(
+            "UTF-8 encoding",
+            f"byte {exc.object[exc.start : exc.start + 1]!r} at offset {exc.start} is not UTF-8: "
+            "export the file as UTF-8",
+        ) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise UnreadableBatchError("not empty", "no header and no rows") from exc
+    except pd.errors.ParserError as exc:
+        raise UnreadableBatchError("parseable CSV", str(exc).strip()) from exc
 
 
 def data_version_of(hashes: list[tuple[str, str]]) -> str:
@@ -131,13 +167,16 @@ def extract(config: PipelineConfig, *, force: bool = False, only: Sequence[str] 
     for index, (path, (_, sha)) in enumerate(zip(files, hashes, strict=True), start=1):
         info = BatchInfo(file=path.name, sha256=sha)
         try:
-            frame = read_batch(path)
+            frame = read_batch(path, config.source.max_batch_mb)
             part = f"parts/{index:05d}-{path.stem}.parquet"
             frame.to_parquet(staging / part, index=False)
             info.rows, info.part = len(frame), part
             log.info("Batch %d/%d %s: %d rows", index, len(files), path.name, len(frame))
+        except UnreadableBatchError as exc:
+            info.read_rule, info.read_error = exc.rule, str(exc)
+            log.warning("Batch %s breaks '%s': %s", path.name, exc.rule, exc)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not fatal here
-            info.read_error = f"{type(exc).__name__}: {exc}"
+            info.read_rule, info.read_error = "readable", f"{type(exc).__name__}: {exc}"
             log.warning("Batch %s cannot be read: %s", path.name, info.read_error)
         batches.append(info)
 

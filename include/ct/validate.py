@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 import logging
 import os
+import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +20,7 @@ import pandas as pd
 
 from include.ct.config import FeatureSpec, PipelineConfig
 from include.ct.extract import Snapshot
-from include.ct.storage import move_file, pipeline_paths, write_json_atomic
+from include.ct.storage import file_sha256, move_file, pipeline_paths, write_json_atomic
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -32,6 +34,7 @@ BOOLEAN_TYPES = ["bool", "boolean"]
 # Category columns are checked by their value set, which holds for pandas 2 ``object`` and
 # pandas 3 ``str`` columns alike (GX type names match neither reliably).
 RESULT_FORMAT: dict[str, Any] = {"result_format": "BASIC", "partial_unexpected_count": 5}
+FINITE_RULE = "ct_finite"  # meta flag of the expectation that rejects +-inf
 
 
 class DataValidationError(Exception):
@@ -105,6 +108,8 @@ def build_expectation_suite(config: PipelineConfig) -> gx.ExpectationSuite:
     columns = [*config.features, config.target]
     if config.timestamp:
         columns.append(config.timestamp)
+    if config.id_column:
+        columns.append(config.id_column)
     suite.add_expectation(gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True))
     suite.add_expectation(
         gxe.ExpectTableRowCountToBeBetween(min_value=config.validation.min_rows, max_value=None)
@@ -121,6 +126,16 @@ def build_expectation_suite(config: PipelineConfig) -> gx.ExpectationSuite:
             suite.add_expectation(
                 gxe.ExpectColumnValuesToBeBetween(column=name, min_value=spec.min, max_value=spec.max)
             )
+        if spec.type == "float" and (spec.min is None or spec.max is None):
+            # +-inf passes type and null checks and poisons training: require finite values.
+            suite.add_expectation(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=name,
+                    min_value=-sys.float_info.max,
+                    max_value=sys.float_info.max,
+                    meta={FINITE_RULE: True},
+                )
+            )
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=config.target))
     if config.target_values is not None:
         suite.add_expectation(
@@ -134,7 +149,16 @@ def build_expectation_suite(config: PipelineConfig) -> gx.ExpectationSuite:
         )
     if config.timestamp:
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=config.timestamp))
+    if config.id_column:
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=config.id_column))
+        suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=config.id_column))
     return suite
+
+
+def _first(names: list[str], limit: int = 8, *, brackets: bool = True) -> str:
+    """``[a, b, c] and 40 more``: a long column list kept readable in reports and errors."""
+    shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    return f"[{shown}]" if brackets else shown
 
 
 def _describe(result: Any) -> RuleFailure:
@@ -149,17 +173,26 @@ def _describe(result: Any) -> RuleFailure:
     if rule == "expect_table_columns_to_match_set":
         mismatch = (outcome.get("details") or {}).get("mismatched") or {}
         parts = []
-        if mismatch.get("missing"):
-            parts.append(f"missing columns {sorted(mismatch['missing'])}")
-        if mismatch.get("unexpected"):
-            parts.append(f"unexpected columns {sorted(mismatch['unexpected'])}")
+        for kind in ("missing", "unexpected"):
+            names = sorted(mismatch.get(kind) or [])
+            if names:
+                parts.append(f"{len(names)} {kind} columns {_first(names)}")
         columns = sorted([*mismatch.get("missing", []), *mismatch.get("unexpected", [])])
-        return RuleFailure(", ".join(columns) or "(table)", rule, "; ".join(parts))
+        return RuleFailure(_first(columns, brackets=False) or "(table)", rule, "; ".join(parts))
     if rule == "expect_column_values_to_be_in_type_list":
         return RuleFailure(
             column,
             rule,
             f"type {outcome.get('observed_value')!r} is not one of the allowed {kwargs['type_list'][:6]}...",
+        )
+    if (expectation.meta or {}).get(FINITE_RULE):
+        count = outcome.get("unexpected_count")
+        examples = outcome.get("partial_unexpected_list") or []
+        return RuleFailure(column, "finite values", f"{count} infinite values, e.g. {examples[:3]}")
+    if rule == "expect_column_values_to_be_unique":
+        examples = sorted({str(value) for value in outcome.get("partial_unexpected_list") or []})
+        return RuleFailure(
+            column, rule, f"{outcome.get('unexpected_count')} rows share an id, e.g. {examples[:5]}"
         )
     if rule == "expect_table_row_count_to_be_between":
         return RuleFailure(
@@ -239,7 +272,7 @@ def validate_snapshot(config: PipelineConfig, snapshot: Snapshot) -> ValidationO
                 batch.file,
                 False,
                 0,
-                [RuleFailure("(file)", "readable", batch.read_error or "no data")],
+                [RuleFailure("(file)", batch.read_rule or "readable", batch.read_error or "no data")],
             )
         else:
             frame = pd.read_parquet(Path(snapshot.path) / batch.part)
@@ -294,9 +327,17 @@ def failure_message(outcome: ValidationOutcome) -> str:
 def quarantine_batch(config: PipelineConfig, report: BatchReport, source: Path) -> Path:
     """Move a bad batch out of the landing zone, with its report beside it."""
     quarantine = pipeline_paths(config).quarantine
-    target = move_file(source, quarantine)
-    write_json_atomic(quarantine / f"{report.file}.report.json", asdict(report))
-    (quarantine / f"{report.file}.report.html").write_text(
+    name = source.name
+    earlier = quarantine / name
+    if source.exists() and earlier.exists() and file_sha256(earlier) != file_sha256(source):
+        # The same name quarantined before with other content: keep both.
+        name = f"{source.stem}__{file_sha256(source)[:8]}{source.suffix}"
+    quarantine.mkdir(parents=True, exist_ok=True)
+    target = quarantine / name
+    if source.exists():
+        shutil.move(str(source), target)
+    write_json_atomic(quarantine / f"{name}.report.json", asdict(report))
+    (quarantine / f"{name}.report.html").write_text(
         _render_html(config, [report], f"Quarantined batch {report.file}"), encoding="utf-8"
     )
     log.error("Quarantined %s -> %s", source, target)
