@@ -200,3 +200,17 @@ def test_new_sql_rows_trigger_one_run_and_a_backfill_reads_exactly_its_intervals
         "SELECT run_after FROM dag_run WHERE dag_id = %s AND run_id = %s", "ct_warehouse", arrival
     )
     assert sql_watermark(config) == run_after.astimezone(UTC)
+
+
+def test_the_api_refuses_anonymous_callers(stack: AirflowStack) -> None:
+    """No anonymous admin: the REST API wants a token; only the health check is public."""
+    import urllib.error
+    import urllib.request
+
+    base = f"http://127.0.0.1:{stack.env['AIRFLOW__API__PORT']}"
+    for path in ("/api/v2/dags", "/api/v2/connections", "/api/v2/variables"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base + path, timeout=30)
+        assert refused.value.code in (401, 403), path
+    with urllib.request.urlopen(base + "/api/v2/monitor/health", timeout=30) as health:
+        assert health.status == 200

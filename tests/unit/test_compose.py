@@ -69,7 +69,7 @@ def test_every_variable_is_documented_and_every_secret_is_required() -> None:
     used = {match.group(1) for match in VARIABLE.finditer(text)}
     assert used <= documented, used - documented
     for secret in ("PASSWORD", "FERNET", "SECRET_KEY", "JWT", "TOKEN"):
-        for match in re.finditer(r"\$\{([A-Z0-9_]*" + secret + r"[A-Z0-9_]*)(:?[-?])?", text):
+        for match in re.finditer(r"(?<!\$)\$\{([A-Z0-9_]*" + secret + r"[A-Z0-9_]*)(:?[-?])?", text):
             if match.group(1).startswith("AWS_"):
                 continue  # optional: only for S3 storage
             assert match.group(2) == ":?", f"{match.group(1)} must be required (${{{match.group(1)}:?...}})"
@@ -92,6 +92,10 @@ def test_services_have_healthchecks_and_localhost_ports() -> None:
             assert service.get("user", "").startswith("50000") or "${AIRFLOW_UID" in service.get(
                 "user", ""
             ), name
+    # MLflow sits behind its login; its clients authenticate with the admin password from .env.
+    assert "--app-name basic-auth" in services["mlflow"]["command"][0]
+    for name in ("airflow-scheduler", "serving"):
+        assert services[name]["environment"]["MLFLOW_TRACKING_USERNAME"] == "admin", name
     scheduler_deps = services["airflow-scheduler"]["depends_on"]
     assert scheduler_deps["airflow-init"] == {"condition": "service_completed_successfully"}
     assert scheduler_deps["postgres"] == {"condition": "service_healthy"}
