@@ -50,11 +50,14 @@ class MlflowServer:
     process: subprocess.Popen[bytes]
 
 
-def start_mlflow_server(root: Path, backend_store_uri: str | None = None) -> MlflowServer:
-    """``mlflow server`` on a free loopback port: SQLite under ``root`` unless told another backend."""
+def start_mlflow_server(
+    root: Path, backend_store_uri: str | None = None, port: int | None = None
+) -> MlflowServer:
+    """``mlflow server`` on a loopback port (free unless given): SQLite under ``root`` unless told
+    another backend. Restarting on the same root and port brings the same server back."""
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log = (root / "server.log").open("wb")
+    port = port or free_port()
+    log = (root / "server.log").open("ab")
     process = subprocess.Popen(
         [
             str(VENV_BIN / "mlflow"),
