@@ -18,6 +18,8 @@ help:
 	@echo "make test   install everything and run lint + the whole test suite"
 	@echo "make data   drop the next day's churn batch into the landing zone"
 	@echo "make lock   re-resolve requirements.txt into requirements.lock"
+	@echo "make env    write .env for docker compose with fresh secrets"
+	@echo "make trainer-image  build the image runtime: docker pipelines train in"
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }

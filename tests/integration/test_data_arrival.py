@@ -8,6 +8,7 @@ over a date range with ``airflow backfill create``.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -130,6 +131,30 @@ def test_a_dropped_batch_leads_to_exactly_one_run_that_consumes_it(stack: Airflo
     )
     assert champion.tags["ct.run_id"] == run_id
     assert champion.tags["ct.trigger"] == "data_arrival"
+
+
+def test_simultaneous_triggers_on_the_same_data_train_once(stack: AirflowStack) -> None:
+    """A batch lands (the watcher's Asset event) while two manual runs are triggered: the runs
+    queue one behind the other, one consumes the batch, the rest find nothing and skip."""
+    from mlflow import MlflowClient
+
+    config = find_pipeline_config("arrivals")
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    versions_before = len(client.search_model_versions("name = 'arrivals'"))
+    earlier = len(stack.runs("ct_arrivals"))
+    batch = datagen.write_batch(config, rows=2000)
+    for reason in ("manual one", "manual two"):
+        stack.cli("dags", "trigger", "ct_arrivals", "--conf", json.dumps({"reason": reason}))
+    stack.wait_for_runs("ct_arrivals", earlier + 3)
+    time.sleep(8)  # nothing else is coming
+    runs = stack.runs("ct_arrivals")[earlier:]
+    assert sorted(kind for _, _, kind in runs) == ["asset_triggered", "manual", "manual"], runs
+    assert {state for _, state, _ in runs} == {"success"}, (runs, stack.logs())
+    consumed = [run for run, _, _ in runs if stack.xcom("ct_arrivals", run, "extract")]
+    assert len(consumed) == 1  # one extraction, hence one training
+    snapshot = stack.xcom("ct_arrivals", consumed[0], "extract")
+    assert [b["file"] for b in snapshot["batches"]] == [batch.name]
+    assert len(client.search_model_versions("name = 'arrivals'")) - versions_before <= 1
 
 
 def test_new_sql_rows_trigger_one_run_and_a_backfill_reads_exactly_its_intervals(
