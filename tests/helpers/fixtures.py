@@ -76,6 +76,7 @@ def start_mlflow_server(
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=root,
+        start_new_session=True,  # its own process group: a test can kill the server and its workers
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -47,8 +47,9 @@ def restartable_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 def _outage(state: dict[str, Any], seconds: float) -> threading.Thread:
     """Kill the server now; restart it after ``seconds`` on the same port and store."""
-    state["server"].process.send_signal(signal.SIGKILL)
-    state["server"].process.wait(timeout=30)
+    process = state["server"].process
+    os.killpg(process.pid, signal.SIGKILL)  # the server and its uvicorn and job workers, no cleanup
+    process.wait(timeout=30)
 
     def come_back() -> None:
         time.sleep(seconds)
