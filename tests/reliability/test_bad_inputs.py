@@ -25,6 +25,15 @@ def _good(day: int, rows: int = 300) -> pd.DataFrame:
     return datagen.churn_batch(rows, day=day)
 
 
+def _land(frame: pd.DataFrame, target: Path) -> Path:
+    """Write a batch as CSV or Parquet, by the file name's suffix."""
+    if target.suffix == ".parquet":
+        frame.to_parquet(target, index=False)
+    else:
+        frame.to_csv(target, index=False)
+    return target
+
+
 def _truncated_csv(path: Path) -> Path:
     text = _good(11).to_csv(index=False)
     target = path / "day_0011.csv"
@@ -64,9 +73,7 @@ def _ten_times_the_columns(path: Path) -> Path:
     frame = _good(16)
     for index in range(len(frame.columns) * 9):
         frame[f"extra_{index:03d}"] = index
-    target = path / "day_0016.parquet"
-    frame.to_parquet(target, index=False)
-    return target
+    return _land(frame, path / "day_0016.parquet")
 
 
 def _over_the_size_limit(path: Path) -> Path:
@@ -79,33 +86,25 @@ def _nan_features(path: Path) -> Path:
     frame = _good(18)
     frame["tenure_months"] = frame["tenure_months"].astype("float64")
     frame.loc[:9, "tenure_months"] = np.nan
-    target = path / "day_0018.parquet"
-    frame.to_parquet(target, index=False)
-    return target
+    return _land(frame, path / "day_0018.parquet")
 
 
 def _inf_features(path: Path) -> Path:
     frame = _good(19)
     frame.loc[:4, "monthly_fee"] = np.inf
-    target = path / "day_0019.parquet"
-    frame.to_parquet(target, index=False)
-    return target
+    return _land(frame, path / "day_0019.parquet")
 
 
 def _labels_outside_the_set(path: Path) -> Path:
     frame = _good(20)
     frame.loc[:6, "churned"] = 2
-    target = path / "day_0020.csv"
-    frame.to_csv(target, index=False)
-    return target
+    return _land(frame, path / "day_0020.csv")
 
 
 def _duplicated_ids(path: Path) -> Path:
     frame = _good(21)
     frame.loc[1:3, "customer_id"] = frame.loc[0, "customer_id"]
-    target = path / "day_0021.csv"
-    frame.to_csv(target, index=False)
-    return target
+    return _land(frame, path / "day_0021.csv")
 
 
 def _binary_garbage(path: Path) -> Path:
