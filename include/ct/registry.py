@@ -87,19 +87,41 @@ def ensure_experiment(config: PipelineConfig) -> str:
         return str(experiment.experiment_id)
 
 
+def _training_runs(config: PipelineConfig, lineage: Lineage, status: str, max_results: int) -> list[Any]:
+    """Training runs of the same Airflow run on the same data, in the given MLflow status."""
+    return list(
+        client().search_runs(
+            [ensure_experiment(config)],
+            filter_string=(
+                f"tags.`ct.run_id` = '{lineage.run_id}' and "
+                f"tags.`ct.training_data_version` = '{lineage.training_data_version}' and "
+                f"attributes.status = '{status}'"
+            ),
+            max_results=max_results,
+        )
+    )
+
+
 def find_training_run(config: PipelineConfig, lineage: Lineage) -> str | None:
     """A finished training run of the same Airflow run on the same data, if a retry already made one."""
-    experiment_id = ensure_experiment(config)
-    runs = client().search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.`ct.run_id` = '{lineage.run_id}' and "
-            f"tags.`ct.training_data_version` = '{lineage.training_data_version}' and "
-            "attributes.status = 'FINISHED'"
-        ),
-        max_results=1,
-    )
+    runs = _training_runs(config, lineage, "FINISHED", max_results=1)
     return runs[0].info.run_id if runs else None
+
+
+ABANDONED = f"{TAG_PREFIX}abandoned"
+
+
+def close_abandoned_training_runs(config: PipelineConfig, lineage: Lineage) -> list[str]:
+    """Mark KILLED the unfinished training runs an earlier attempt of the same Airflow run left
+    behind (its process was killed), so the MLflow UI shows no run stuck at RUNNING."""
+    closed = []
+    for run in _training_runs(config, lineage, "RUNNING", max_results=100):
+        run_id = run.info.run_id
+        client().set_tag(run_id, ABANDONED, "its attempt died before finishing; a retry trains again")
+        client().set_terminated(run_id, status="KILLED")
+        log.warning("Training run %s of an earlier attempt never finished: marked KILLED", run_id)
+        closed.append(run_id)
+    return closed
 
 
 def lineage_tags_of_run(run_id: str) -> dict[str, str]:

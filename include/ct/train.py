@@ -197,6 +197,7 @@ def train_challenger(config: PipelineConfig, lineage: registry.Lineage) -> Train
             run_url=registry.run_url(run.info.experiment_id, existing),
         )
 
+    registry.close_abandoned_training_runs(config, lineage)
     frame = coerce_to_schema(config, raw)
     train, test = split(config, frame)
     split_dir.mkdir(parents=True, exist_ok=True)
