@@ -29,12 +29,20 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def churn_batch(
-    rows: int, *, day: int, seed: int = 0, drift: float = 0.0, label_drift: float = 0.0
+    rows: int,
+    *,
+    day: int,
+    seed: int = 0,
+    drift: float = 0.0,
+    label_drift: float = 0.0,
+    concept_flip: float = 0.0,
 ) -> pd.DataFrame:
     """One day of subscription customers and whether they churned.
 
     ``drift`` (0..1) shifts who the customers are (shorter tenure, more support calls, more
-    month-to-month contracts); ``label_drift`` (0..1) changes how churn depends on them.
+    month-to-month contracts); ``label_drift`` (0..1) changes how churn depends on them;
+    ``concept_flip`` (0..1) moves what drives churn from contract, tenure and support calls to
+    region and plan (a competitor's campaign), so a model of the old concept ranks worse than chance.
     """
     rng = np.random.default_rng([seed, day])
     contract = rng.choice(
@@ -59,6 +67,15 @@ def churn_batch(
     logit = -1.2 + 1.6 * m2m - 1.2 * two_year - 0.045 * tenure + 0.45 * support_calls + fee_effect
     # Concept drift: support calls stop mattering, premium customers start leaving.
     logit = logit + label_drift * (-0.45 * support_calls + 1.8 * (plan == "premium") + 0.3)
+    if concept_flip:  # computed from the same draws: the customers stay, only their churn changes
+        flipped = (
+            -2.2
+            + 2.4 * (region == "south")
+            + 1.2 * (region == "west")
+            + 1.4 * (plan == "basic")
+            + 0.03 * tenure
+        )
+        logit = (1 - concept_flip) * logit + concept_flip * flipped
     churned = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
     start = EPOCH + timedelta(days=day)
     seconds = np.sort(rng.integers(0, 86_400, size=rows))

@@ -1,0 +1,1009 @@
+"""Closed-loop simulation: replay a seeded stream of days through the CT logic and compare policies.
+
+Fast mode calls the library itself (GX validation suite, ``train.split``/``build_pipeline``,
+``evaluate.decide``) without Airflow or MLflow, so the gate's behaviour under covariate drift, a
+concept change, a broken batch and late labels is measured against baselines on the same stream.
+
+    python -m include.ct.simulate --days 60 --rows-per-day 2000 --seed 7 --out bench --fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from include.ct import datagen
+from include.ct.config import PipelineConfig, find_pipeline_config, metric_higher_is_better
+from include.ct.evaluate import GateDecision, compute_metrics, decide, slice_metrics
+from include.ct.train import build_pipeline, coerce_to_schema, split
+
+log = logging.getLogger(__name__)
+
+GATED, ALWAYS_DEPLOY, LEVEL0, ORACLE = "gated", "always_deploy", "level0", "oracle"
+POLICIES: tuple[str, ...] = (GATED, ALWAYS_DEPLOY, LEVEL0, ORACLE)
+PIPELINE_POLICIES: tuple[str, ...] = (GATED, ALWAYS_DEPLOY, LEVEL0)  # they train on landed batches
+POLICY_LABELS: dict[str, str] = {
+    GATED: "gated (the CT pipeline)",
+    ALWAYS_DEPLOY: "retrain daily, always deploy (no gate)",
+    LEVEL0: "level 0 (trained on day 1, never retrained)",
+    ORACLE: "oracle (trained on the day's own labels)",
+}
+Outcome = Literal["promoted", "rejected", "deployed", "quarantined", "skipped", "kept", "trained"]
+NEW_MODEL_OUTCOMES = frozenset({"promoted", "deployed"})
+
+RECOVERY_TOLERANCE = 0.02  # metric units: "back within two points of the oracle"
+RECOVERY_MAX_DAYS = 2
+ORACLE_GAP_MAX = 0.03  # "within a few points of the oracle"
+REPORT_NAME = "simulation.md"
+
+
+class Scenario(BaseModel):
+    """The stream: its length, size, seed and the scheduled events (an event set to None is off).
+
+    Event days left out are spread over the stream in proportion to ``days``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    days: int = Field(default=60, ge=3)
+    rows_per_day: int = Field(default=2000, ge=100)
+    seed: int = 7
+    drift_start: int | None = Field(default=None, description="first day of gradual covariate drift")
+    drift_ramp_days: int = Field(default=1, ge=1, description="days until the drift reaches drift_max")
+    drift_max: float = Field(default=1.0, ge=0, le=1)
+    concept_day: int | None = Field(default=None, description="the label relationship changes from here")
+    concept_kind: Literal["flip", "label_drift"] = Field(
+        default="flip", description="datagen's concept_flip (other drivers) or label_drift (reweighted)"
+    )
+    concept_strength: float = Field(default=1.0, ge=0, le=1)
+    broken_day: int | None = Field(default=None, description="that day's batch breaks the schema")
+    breakage: str = "wrong_type"
+    label_delay_start: int | None = Field(default=None, description="first day whose labels are late")
+    label_delay_length: int = Field(default=1, ge=1, description="how many days have late labels")
+    label_delay: int = Field(default=3, ge=1, description="days the late labels arrive after the traffic")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spread_events(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        days = int(data.get("days", 60))
+        defaults: dict[str, int] = {
+            "drift_start": max(2, round(days * 0.25)),
+            "drift_ramp_days": max(1, round(days * 0.25)),
+            "broken_day": max(2, round(days * 0.4)),
+            "concept_day": max(2, round(days * 0.6)),
+            "label_delay_start": max(2, round(days * 0.8)),
+            "label_delay_length": max(1, round(days * 0.1)),
+        }
+        return {**{k: v for k, v in defaults.items() if k not in data}, **data}
+
+    @model_validator(mode="after")
+    def _check(self) -> Scenario:
+        for name in ("drift_start", "concept_day", "broken_day", "label_delay_start"):
+            value = getattr(self, name)
+            if value is not None and not 2 <= value <= self.days:
+                raise ValueError(
+                    f"{name} {value} is outside days 2..{self.days} (day 1 trains the first model)"
+                )
+        if self.breakage not in datagen.BREAKAGES:
+            raise ValueError(f"breakage '{self.breakage}' is not one of {datagen.BREAKAGES}")
+        return self
+
+    def drift(self, day: int) -> float:
+        """Covariate drift amount on ``day``: 0 before the start, then a linear ramp to drift_max."""
+        if self.drift_start is None or day < self.drift_start:
+            return 0.0
+        return self.drift_max * min(1.0, (day - self.drift_start + 1) / self.drift_ramp_days)
+
+    def concept(self, day: int) -> float:
+        """How far the label relationship has changed on ``day`` (0 before the concept change)."""
+        return self.concept_strength if self.concept_day is not None and day >= self.concept_day else 0.0
+
+    def labels_day(self, day: int) -> int:
+        """The day the labels of ``day``'s traffic arrive (its batch lands only with its labels)."""
+        if self.label_delay_start is not None and (
+            self.label_delay_start <= day < self.label_delay_start + self.label_delay_length
+        ):
+            return day + self.label_delay
+        return day
+
+    def active_events(self, day: int) -> list[str]:
+        """Short labels of the events in force on ``day``, for records and reports."""
+        events = []
+        if (amount := self.drift(day)) > 0:
+            events.append(f"drift {amount:.2f}")
+        if self.concept(day) > 0:
+            events.append("new concept")
+        if day == self.broken_day:
+            events.append(f"broken batch ({self.breakage})")
+        if self.labels_day(day) != day:
+            events.append(f"labels +{self.labels_day(day) - day}d")
+        return events
+
+    def event_marks(self) -> list[tuple[int, str]]:
+        """(day, label) of every scheduled event, for plots and the report."""
+        marks: list[tuple[int, str]] = []
+        if self.drift_start is not None:
+            marks.append((self.drift_start, "drift starts"))
+            full = self.drift_start + self.drift_ramp_days - 1
+            if full <= self.days and self.drift_ramp_days > 1:
+                marks.append((full, f"drift reaches {self.drift_max:g}"))
+        if self.broken_day is not None:
+            marks.append((self.broken_day, f"broken batch ({self.breakage})"))
+        if self.concept_day is not None:
+            marks.append(
+                (self.concept_day, f"concept change ({self.concept_kind} {self.concept_strength:g})")
+            )
+        if self.label_delay_start is not None:
+            last = min(self.days, self.label_delay_start + self.label_delay_length - 1)
+            marks.append(
+                (
+                    self.label_delay_start,
+                    f"labels {self.label_delay}d late (days {self.label_delay_start}-{last})",
+                )
+            )
+        return sorted(marks)
+
+
+@dataclass(frozen=True, eq=False)
+class DayBatch:
+    """One day of the stream: the landed batch (maybe broken) and the true labelled traffic."""
+
+    day: int
+    batch: pd.DataFrame  # what lands in the landing zone, with labels, as upstream sent it
+    traffic: pd.DataFrame  # the day's requests and their true labels, schema-coerced
+    labels_day: int  # when the batch (its labels) becomes available for training
+    broken: bool
+    events: list[str]
+
+
+def day_batch(config: PipelineConfig, scenario: Scenario, day: int) -> DayBatch:
+    """Generate day ``day`` of the stream, seeded by (scenario.seed, day)."""
+    drift, concept = scenario.drift(day), scenario.concept(day)
+    if config.name == "churn":
+        raw = datagen.churn_batch(
+            scenario.rows_per_day,
+            day=day,
+            seed=scenario.seed,
+            drift=drift,
+            label_drift=concept if scenario.concept_kind == "label_drift" else 0.0,
+            concept_flip=concept if scenario.concept_kind == "flip" else 0.0,
+        )
+    elif concept > 0:
+        raise ValueError(f"the generator for '{config.name}' has no concept change: set concept_day=None")
+    else:
+        raw = datagen.schema_batch(config, scenario.rows_per_day, day=day, seed=scenario.seed, drift=drift)
+    columns = [
+        *config.features,
+        config.target,
+        *([config.timestamp] if config.timestamp else []),
+        *([config.id_column] if config.id_column else []),
+    ]
+    clean = raw[columns]
+    broken = day == scenario.broken_day
+    batch = datagen.break_batch(clean, config, scenario.breakage) if broken else clean
+    return DayBatch(
+        day=day,
+        batch=batch,
+        traffic=coerce_to_schema(config, clean),
+        labels_day=scenario.labels_day(day),
+        broken=broken,
+        events=scenario.active_events(day),
+    )
+
+
+def stream(config: PipelineConfig, scenario: Scenario) -> Iterator[DayBatch]:
+    """Every day of the scenario, in order."""
+    for day in range(1, scenario.days + 1):
+        yield day_batch(config, scenario, day)
+
+
+@dataclass(frozen=True)
+class DayRecord:
+    """What one policy did and scored on one day; independent of how the day was run (fast or full)."""
+
+    policy: str
+    day: int
+    value: float | None  # served model's primary metric on the day's labelled traffic (oracle: held out)
+    holdout_value: float | None  # the same model on the oracle's held-out rows of the day (paired)
+    served_version: int  # the version that answered the day's traffic (0: none yet)
+    trigger: str  # new_data | none | oracle
+    reason: str
+    outcome: Outcome
+    decision_reasons: list[str] = field(default_factory=list)
+    challenger_value: float | None = None  # on the gate's held-out data
+    champion_value: float | None = None  # on the same rows
+    new_days: list[int] = field(default_factory=list)  # batches (by traffic day) that arrived today
+    quarantined_days: list[int] = field(default_factory=list)
+    training_days: list[int] = field(default_factory=list)  # traffic days the new model's window held
+    predecessor_value: float | None = None  # after a new model: the replaced one on today's traffic
+    events: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the issue, measured on the records: holds True/False, or None for a bare count."""
+
+    key: str
+    statement: str
+    holds: bool | None
+    value: float | None
+    detail: str
+
+
+@dataclass
+class SimulationResult:
+    """Every (policy, day) record of one simulated stream, plus what is needed to judge them."""
+
+    pipeline: str
+    metric: str
+    higher_is_better: bool
+    scenario: Scenario
+    mode: str
+    records: list[DayRecord]
+    seconds: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)  # the config keys that shape the outcome
+
+    def policy(self, name: str) -> list[DayRecord]:
+        """The records of one policy, by day."""
+        return sorted((r for r in self.records if r.policy == name), key=lambda r: r.day)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
+            "scenario": self.scenario.model_dump(),
+            "mode": self.mode,
+            "seconds": self.seconds,
+            "settings": self.settings,
+            "records": [r.to_dict() for r in self.records],
+            "claims": [asdict(c) for c in claims(self)],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SimulationResult:
+        """Rebuild a result from ``to_dict`` output (e.g. ``simulation.json``) to re-render its report."""
+        return cls(
+            pipeline=data["pipeline"],
+            metric=data["metric"],
+            higher_is_better=data["higher_is_better"],
+            scenario=Scenario.model_validate(data["scenario"]),
+            mode=data["mode"],
+            records=[DayRecord(**record) for record in data["records"]],
+            seconds=data.get("seconds", 0.0),
+            settings=data.get("settings", {}),
+        )
+
+
+@dataclass
+class _Served:
+    model: Any = None
+    version: int = 0
+    replaced: Any = None  # the model a new version replaced, scored once on the next day
+
+
+class _Scored:
+    """A fitted model's predictions on one frame, answered by row index: the same numbers as the
+    model, computed once, so the library's metric and slice functions can be called many times."""
+
+    def __init__(self, model: Any, frame: pd.DataFrame, features: list[str]) -> None:
+        self.model = model
+        self.classes_ = getattr(model, "classes_", None)
+        rows = frame[features]
+        self._predicted = pd.Series(list(model.predict(rows)), index=frame.index)
+        self._proba = (
+            pd.DataFrame(model.predict_proba(rows), index=frame.index)
+            if self.classes_ is not None and hasattr(model, "predict_proba")
+            else None
+        )
+
+    def predict(self, rows: pd.DataFrame) -> Any:
+        return self._predicted.loc[rows.index].to_numpy()
+
+    def predict_proba(self, rows: pd.DataFrame) -> Any:
+        if self._proba is None:
+            raise AttributeError("this model has no predict_proba")
+        return self._proba.loc[rows.index].to_numpy()
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _score(config: PipelineConfig, model: Any, frame: pd.DataFrame) -> float | None:
+    if model is None:
+        return None
+    return _number(
+        compute_metrics(config, model, frame[config.feature_names], frame[config.target])[config.metric]
+    )
+
+
+def _gate(
+    config: PipelineConfig, challenger: Any, champion: Any, champion_version: int, test: pd.DataFrame
+) -> GateDecision:
+    """The real gate (``evaluate.decide``) on challenger and champion scored on the same held-out rows."""
+    features = config.feature_names
+    scored = _Scored(challenger, test, features)
+    challenger_metrics = compute_metrics(config, scored, test[features], test[config.target])
+    challenger_slices = slice_metrics(config, scored, test)
+    if champion is None:
+        return decide(config, challenger_metrics, challenger_slices, None, None)
+    incumbent = _Scored(champion, test, features)
+    return decide(
+        config,
+        challenger_metrics,
+        challenger_slices,
+        compute_metrics(config, incumbent, test[features], test[config.target]),
+        slice_metrics(config, incumbent, test),
+        champion_version=str(champion_version),
+    )
+
+
+def _settings(config: PipelineConfig) -> dict[str, Any]:
+    return {
+        "training.window": config.training.window,
+        "training.test_size": config.training.test_size,
+        "split": "time-aware" if config.timestamp else "random",
+        "promotion": config.promotion.model_dump(),
+        "model": {"type": config.model.type, **config.model.params},
+    }
+
+
+def _with_params(config: PipelineConfig, model_params: dict[str, Any] | None) -> PipelineConfig:
+    if not model_params:
+        return config
+    params = {**config.model.params, **model_params}
+    return config.model_copy(update={"model": config.model.model_copy(update={"params": params})})
+
+
+def run_fast(
+    config: PipelineConfig, scenario: Scenario, *, model_params: dict[str, Any] | None = None
+) -> SimulationResult:
+    """Fast mode: every policy on the same stream through library calls (no Airflow, no MLflow).
+
+    Each day the served model is scored on the day's labelled traffic before anything trains on it;
+    then batches whose labels arrived are validated with the real GX suite, and each policy acts.
+    ``model_params`` overrides estimator params (e.g. a smaller ``max_iter`` for quick runs).
+    """
+    from include.ct.validate import validate_frame
+
+    config = _with_params(config, model_params)
+    started = time.perf_counter()
+    features, target = config.feature_names, config.target
+    served = {name: _Served() for name in PIPELINE_POLICIES}
+    arriving: dict[int, list[DayBatch]] = {}
+    carried: list[DayBatch] = []  # good batches of a failed run wait for the next one
+    snapshots: list[list[int]] = []  # accepted runs' batches (by traffic day), oldest first
+    frames: dict[int, pd.DataFrame] = {}  # schema-coerced accepted batches
+    records: list[DayRecord] = []
+
+    for today in stream(config, scenario):
+        day = today.day
+        arriving.setdefault(today.labels_day, []).append(today)
+
+        # The oracle: trained on the first part of today's own labelled traffic, scored on the rest.
+        oracle_train, holdout = split(config, today.traffic)
+        oracle = build_pipeline(config).fit(oracle_train[features], oracle_train[target])
+        oracle_value = _score(config, _Scored(oracle, holdout, features), holdout)
+        records.append(
+            DayRecord(
+                policy=ORACLE,
+                day=day,
+                value=oracle_value,
+                holdout_value=oracle_value,
+                served_version=day,
+                trigger="oracle",
+                reason="trained on today's own labelled traffic (an upper bound, not a pipeline)",
+                outcome="trained",
+                training_days=[day],
+                events=today.events,
+            )
+        )
+
+        # Score what each pipeline serves on today's traffic, before any retrain on today's data.
+        scores: dict[str, tuple[float | None, float | None, float | None]] = {}
+        for name, state in served.items():
+            on_traffic = None if state.model is None else _Scored(state.model, today.traffic, features)
+            replaced = None if state.replaced is None else _Scored(state.replaced, today.traffic, features)
+            scores[name] = (
+                _score(config, on_traffic, today.traffic),
+                _score(config, on_traffic, holdout),
+                _score(config, replaced, today.traffic),
+            )
+            state.replaced = None
+
+        # Extract + validate what arrived today (shared by every pipeline: same landing zone).
+        landed = carried + arriving.pop(day, [])
+        carried = []
+        new_days = [b.day for b in landed]
+        failed = [b for b in landed if not validate_frame(config, b.batch, f"day_{b.day:04d}.csv").success]
+        quarantined = [b.day for b in failed]
+        if failed:  # the run stops at validate; its good batches stay in the landing zone
+            carried = [b for b in landed if b.day not in quarantined]
+        elif landed:  # one snapshot per run, however many batches it took in
+            snapshots.append([b.day for b in landed])
+            frames.update({b.day: coerce_to_schema(config, b.batch) for b in landed})
+        kept = snapshots[-config.training.window :] if config.training.window else snapshots
+        window = sorted(d for snapshot in kept for d in snapshot)
+
+        if quarantined:
+            trigger, reason = (
+                "new_data",
+                f"run failed at validate: the GX suite quarantined the batch of day "
+                f"{', '.join(map(str, quarantined))}",
+            )
+        elif new_days:
+            trigger, reason = "new_data", f"batches of days {', '.join(map(str, new_days))} arrived"
+        else:
+            waiting = ", ".join(
+                f"day {b.day} due day {due}" for due, bs in sorted(arriving.items()) for b in bs
+            )
+            trigger, reason = "none", f"no new labelled batch (waiting for labels: {waiting or 'none'})"
+
+        challenger: Any = None
+        gate_test = pd.DataFrame()
+        if new_days and not quarantined:
+            train, gate_test = split(config, pd.concat([frames[d] for d in window], ignore_index=True))
+            challenger = build_pipeline(config).fit(train[features], train[target])
+
+        for name, state in served.items():
+            value, holdout_value, predecessor = scores[name]
+            common: dict[str, Any] = {
+                "policy": name,
+                "day": day,
+                "value": value,
+                "holdout_value": holdout_value,
+                "served_version": state.version,
+                "new_days": new_days,
+                "quarantined_days": quarantined,
+                "predecessor_value": predecessor,
+                "events": today.events,
+            }
+            if name == LEVEL0 and state.model is not None:
+                records.append(
+                    DayRecord(**common, trigger="none", reason="level 0 never retrains", outcome="kept")
+                )
+                continue
+            if challenger is None:
+                outcome: Outcome = "quarantined" if quarantined else "skipped"
+                records.append(DayRecord(**common, trigger=trigger, reason=reason, outcome=outcome))
+                continue
+            if name == GATED:
+                decision = _gate(config, challenger, state.model, state.version, gate_test)
+                outcome = "promoted" if decision.promote else "rejected"
+                gate: dict[str, Any] = {
+                    "decision_reasons": list(decision.reasons),
+                    "challenger_value": _number(decision.challenger),
+                    "champion_value": None if decision.champion is None else _number(decision.champion),
+                }
+            else:
+                outcome = "deployed"
+                gate = {
+                    "challenger_value": _score(config, _Scored(challenger, gate_test, features), gate_test)
+                }
+            records.append(
+                DayRecord(
+                    **common,
+                    trigger=trigger,
+                    reason=reason,
+                    outcome=outcome,
+                    training_days=window,
+                    **gate,
+                )
+            )
+            if outcome in NEW_MODEL_OUTCOMES:
+                state.replaced = state.model
+                state.model = challenger
+                state.version += 1
+
+        _log_day(scenario, day, records[-len(POLICIES) :])
+    return SimulationResult(
+        pipeline=config.name,
+        metric=config.metric,
+        higher_is_better=metric_higher_is_better(config.metric),
+        scenario=scenario,
+        mode="fast",
+        settings=_settings(config),
+        records=records,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _log_day(scenario: Scenario, day: int, records: list[DayRecord]) -> None:
+    parts = []
+    for record in sorted(records, key=lambda r: POLICIES.index(r.policy)):
+        after = {"promoted": " +", "deployed": " +", "rejected": " x", "quarantined": " Q"}.get(
+            record.outcome, ""
+        )
+        parts.append(f"{record.policy} {_fmt(record.value)} v{record.served_version}{after}")
+    events = f" [{', '.join(records[0].events)}]" if records and records[0].events else ""
+    log.info("day %d/%d%s: %s", day, scenario.days, events, " | ".join(parts))
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _better(result: SimulationResult, a: float | None, b: float | None) -> float | None:
+    """How much better ``a`` is than ``b`` in the metric's direction (None if either is missing)."""
+    if a is None or b is None:
+        return None
+    return a - b if result.higher_is_better else b - a
+
+
+def claims(
+    result: SimulationResult,
+    *,
+    recovery_tolerance: float = RECOVERY_TOLERANCE,
+    recovery_max_days: int = RECOVERY_MAX_DAYS,
+    oracle_gap_max: float = ORACLE_GAP_MAX,
+) -> list[Claim]:
+    """The issue's claims, measured on the records; each Claim's detail says what was counted."""
+    scenario = result.scenario
+    gated = result.policy(GATED)
+    oracle = {r.day: r.holdout_value for r in result.policy(ORACLE)}
+    level0 = {r.day: r.value for r in result.policy(LEVEL0)}
+
+    def oracle_gap(record: DayRecord) -> float | None:
+        """How far the oracle is ahead of ``record``'s model on the same held-out rows of its day."""
+        return _better(result, oracle.get(record.day), record.holdout_value)
+
+    out: list[Claim] = []
+
+    # (a) No promotion of a challenger worse than the champion on the gate's own held-out rows.
+    promoted = [r for r in gated if r.outcome == "promoted"]
+    violations = [
+        r.day
+        for r in promoted
+        if r.challenger_value is None
+        or (r.champion_value is not None and (_better(result, r.challenger_value, r.champion_value) or 0) < 0)
+    ]
+    out.append(
+        Claim(
+            "gate_never_promotes_worse",
+            "The gate never promotes a model worse than the champion on the gate's own held-out data",
+            holds=not violations,
+            value=float(len(violations)),
+            detail=f"{len(violations)} violations in {len(promoted)} promotions"
+            + (f" (days {violations})" if violations else ""),
+        )
+    )
+
+    # (b) New versions that did worse than the one they replaced on the next day's traffic (a count).
+    for name, verb in ((GATED, "promoted"), (ALWAYS_DEPLOY, "deployed")):
+        margins = [
+            (r.day, margin)
+            for r in result.policy(name)
+            if (margin := _better(result, r.value, r.predecessor_value)) is not None
+        ]
+        worse = [day for day, margin in margins if margin < 0]
+        out.append(
+            Claim(
+                f"{name}_worse_than_predecessor_next_day",
+                f"Days on which a version {verb} by {name} did worse than its predecessor "
+                "on the next day's traffic",
+                holds=None,
+                value=float(len(worse)),
+                detail=f"{len(worse)} of {len(margins)} new versions"
+                + (f" (on days {worse})" if worse else ""),
+            )
+        )
+
+    # (c) Recovery: days from the concept change until gated is within tolerance of the oracle.
+    statement = (
+        f"Quality recovers within {recovery_max_days} days of the concept change "
+        f"(gated within {recovery_tolerance} of the oracle on the same held-out rows)"
+    )
+    if scenario.concept_day is None:
+        out.append(Claim("recovery_days", statement, None, None, "no concept change in this stream"))
+    else:
+        change = scenario.concept_day
+        after_change = [r for r in gated if r.day >= change]
+        recovered = next(
+            (r.day for r in after_change if (g := oracle_gap(r)) is not None and g <= recovery_tolerance),
+            None,
+        )
+        days = None if recovered is None else recovered - change
+        first_gaps = ", ".join(_fmt(oracle_gap(r)) for r in after_change[: recovery_max_days + 3])
+        out.append(
+            Claim(
+                "recovery_days",
+                statement,
+                holds=days is not None and days <= recovery_max_days,
+                value=None if days is None else float(days),
+                detail=(
+                    f"not recovered by day {scenario.days}"
+                    if days is None
+                    else f"{days} days (day {recovered})"
+                )
+                + f"; oracle minus gated from day {change}: {first_gaps}",
+            )
+        )
+
+    # (d), (e): from the first day of drift (covariate or concept) to the end of the stream.
+    starts = [d for d in (scenario.drift_start, scenario.concept_day) if d is not None]
+    after = min(starts) if starts else 2
+    post = [r for r in gated if r.day >= after]
+    gaps = [g for r in post if (g := oracle_gap(r)) is not None]
+    mean_gap = _mean(list(gaps))
+    out.append(
+        Claim(
+            "oracle_gap_after_drift",
+            f"The gated pipeline stays within {oracle_gap_max} of the oracle after drift "
+            f"(mean over days {after}-{scenario.days}, same held-out rows)",
+            holds=mean_gap is not None and mean_gap <= oracle_gap_max,
+            value=mean_gap,
+            detail=f"mean gap {_fmt(mean_gap)}, worst day {_fmt(max(gaps, default=None))}"
+            + "".join(
+                f"; {label} ({_days(lo, hi)}) {_fmt(_mean([oracle_gap(r) for r in window]))}"
+                for label, lo, hi in periods(scenario)
+                if lo >= after and (window := [r for r in gated if lo <= r.day <= hi])
+            ),
+        )
+    )
+    gated_mean = _mean([r.value for r in post])
+    level0_mean = _mean([level0.get(r.day) for r in post])
+    margin = _better(result, gated_mean, level0_mean)
+    out.append(
+        Claim(
+            "gated_beats_level0_after_drift",
+            f"The gated pipeline beats level 0 after drift (mean {result.metric} over days "
+            f"{after}-{scenario.days})",
+            holds=margin is not None and margin > 0,
+            value=margin,
+            detail=f"gated {_fmt(gated_mean)} vs level 0 {_fmt(level0_mean)} (difference {_fmt(margin)})",
+        )
+    )
+    return out
+
+
+def _days(first: int, last: int) -> str:
+    return f"day {first}" if first == last else f"days {first}-{last}"
+
+
+def periods(scenario: Scenario) -> list[tuple[str, int, int]]:
+    """(label, first day, last day) of the stream cut at the drift start and the concept change."""
+    cuts = sorted({d for d in (scenario.drift_start, scenario.concept_day) if d is not None})
+    names = {scenario.drift_start: "drift", scenario.concept_day: "new concept"}
+    bounds = [2, *cuts, scenario.days + 1]
+    labels = ["before events", *(names[c] for c in cuts)]
+    return [
+        (label, lo, hi - 1) for label, lo, hi in zip(labels, bounds[:-1], bounds[1:], strict=True) if hi > lo
+    ]
+
+
+def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
+    """Write ``simulation.md``, the PNG plots and ``simulation.json`` into ``out_dir``; return the report."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(result, out)
+    scenario = result.scenario
+    direction = "higher is better" if result.higher_is_better else "lower is better"
+    lines = [
+        f"# Closed-loop simulation: {result.pipeline} ({result.mode} mode)",
+        "",
+        f"{scenario.days} days x {scenario.rows_per_day} rows, seed {scenario.seed}; metric "
+        f"`{result.metric}` ({direction}); ran in {result.seconds:.0f} s. Pipeline settings: "
+        + ", ".join(f"{key} `{value}`" for key, value in result.settings.items())
+        + ".",
+        "",
+        "Each day the model each policy serves is scored on that day's labelled traffic *before* "
+        "anything trains on it. Then the batches whose labels arrived are validated with the "
+        "pipeline's GX suite (a failing one is quarantined and the run trains nothing), and each "
+        "policy acts: **gated** trains on the config's window of accepted snapshots (one per run) with the "
+        "time-aware split and the real `evaluate.decide` gate; **always_deploy** trains the same "
+        "model and deploys it unconditionally; **level0** keeps the day-1 model; **oracle** trains on "
+        "the first part of the day's own traffic and is scored on the rest (an upper bound on "
+        "adapting; with one day of data, a pipeline with more data can beat it in stable periods). "
+        + (
+            "Fast mode: library calls, no Airflow, no MLflow, no prediction service."
+            if result.mode == "fast"
+            else ""
+        ),
+        "",
+        "## Events",
+        "",
+        "| day | event |",
+        "|---:|---|",
+        *(f"| {day} | {label} |" for day, label in scenario.event_marks()),
+        "",
+        "## Claims",
+        "",
+        "| | claim | measured |",
+        "|---|---|---|",
+    ]
+    for claim in claims(result):
+        mark = {True: "✓", False: "✗", None: "#"}[claim.holds]
+        lines.append(f"| {mark} | {claim.statement} | {claim.detail} |")
+    lines += [
+        "",
+        "✓ holds, ✗ does not hold on this stream, # a count (no pass mark).",
+        "",
+        f"## Mean {result.metric} per policy",
+        "",
+    ]
+    spans = periods(scenario)
+    lines.append(
+        "| policy | "
+        + " | ".join(f"{label} ({_days(lo, hi)})" for label, lo, hi in spans)
+        + " | all days | new versions |"
+    )
+    lines.append("|---|" + "---:|" * (len(spans) + 2))
+    for name in POLICIES:
+        rows = result.policy(name)
+        cells = [_fmt(_mean([r.value for r in rows if lo <= r.day <= hi])) for _, lo, hi in spans]
+        versions = "daily" if name == ORACLE else str(sum(r.outcome in NEW_MODEL_OUTCOMES for r in rows))
+        overall = _fmt(_mean([r.value for r in rows]))
+        lines.append(f"| {POLICY_LABELS[name]} | {' | '.join(cells)} | {overall} | {versions} |")
+    lines += ["", "## Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), "", "## Gate decisions", ""]
+    lines += ["| day | decision | reasons |", "|---:|---|---|"]
+    for record in result.policy(GATED):
+        if record.outcome in ("promoted", "rejected", "quarantined"):
+            why = "; ".join(record.decision_reasons) if record.decision_reasons else record.reason
+            lines.append(f"| {record.day} | {record.outcome} | {why} |")
+    lines += ["", "## Days", ""]
+    lines += [
+        f"Each cell: {result.metric} on the day's traffic and the version that served it. Gate: the "
+        "decision after the day's run (challenger vs champion on the gate's held-out rows).",
+        "",
+        "| day | events | gated | gate | always_deploy | level0 | oracle |",
+        "|---:|---|---|---|---|---|---|",
+    ]
+    by_day: dict[int, dict[str, DayRecord]] = {}
+    for record in result.records:
+        by_day.setdefault(record.day, {})[record.policy] = record
+    for day in sorted(by_day):
+        row = by_day[day]
+        gate = row[GATED]
+        if gate.outcome in ("promoted", "rejected"):
+            verdict = f"{'promote' if gate.outcome == 'promoted' else 'reject'} {_fmt(gate.challenger_value)}"
+            verdict += f" vs {_fmt(gate.champion_value)}" if gate.champion_value is not None else ""
+        else:
+            verdict = gate.outcome
+        cells = [f"{_fmt(row[p].value)} v{row[p].served_version}" for p in (GATED,)]
+        lines.append(
+            f"| {day} | {', '.join(gate.events)} | {cells[0]} | {verdict} | "
+            f"{_fmt(row[ALWAYS_DEPLOY].value)} v{row[ALWAYS_DEPLOY].served_version} | "
+            f"{_fmt(row[LEVEL0].value)} v{row[LEVEL0].served_version} | {_fmt(row[ORACLE].value)} |"
+        )
+    report = out / REPORT_NAME
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "simulation.json").write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
+    return report
+
+
+def write_plots(result: SimulationResult, out_dir: Path) -> list[Path]:
+    """Quality over time per policy and served version over time, events marked; returns the PNGs."""
+    from include.ct.plots import _pyplot
+
+    plt = _pyplot()
+    scenario = result.scenario
+    styles = {GATED: "-", ALWAYS_DEPLOY: "--", LEVEL0: ":", ORACLE: "-."}
+
+    def mark_events(ax: Any) -> None:
+        if scenario.label_delay_start is not None:
+            ax.axvspan(
+                scenario.label_delay_start - 0.5,
+                min(scenario.days, scenario.label_delay_start + scenario.label_delay_length - 1) + 0.5,
+                color="grey",
+                alpha=0.15,
+            )
+        for day, label in scenario.event_marks():
+            ax.axvline(day, color="grey", linewidth=0.8, linestyle="--")
+            ax.text(
+                day,
+                1.0,
+                f" {label}",
+                rotation=90,
+                va="top",
+                ha="left",
+                fontsize=7,
+                transform=ax.get_xaxis_transform(),
+            )
+
+    fig, ax = plt.subplots(figsize=(11, 5))
+    for name in POLICIES:
+        rows = [r for r in result.policy(name) if r.value is not None]
+        ax.plot(
+            [r.day for r in rows],
+            [r.value for r in rows],
+            styles[name],
+            label=POLICY_LABELS[name],
+            linewidth=1.4,
+            marker="." if name == GATED else None,
+        )
+    promoted = [r for r in result.policy(GATED) if r.outcome == "promoted" and r.day < scenario.days]
+    served_next = {r.day: r.value for r in result.policy(GATED)}
+    points = [(r.day + 1, served_next.get(r.day + 1)) for r in promoted]
+    ax.scatter(
+        [d for d, v in points if v is not None],
+        [v for _, v in points if v is not None],
+        marker="^",
+        color="green",
+        zorder=3,
+        label="gated: first day of a promoted version",
+    )
+    mark_events(ax)
+    ax.set_xlabel("day")
+    ax.set_ylabel(f"{result.metric} on the day's traffic")
+    ax.set_title(f"{result.pipeline}: served model quality per policy ({result.mode} mode)")
+    ax.legend(fontsize=8, loc="lower left")
+    quality = _save(plt, fig, out_dir / "simulation_quality.png")
+
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    for name in PIPELINE_POLICIES:
+        rows = result.policy(name)
+        ax.step(
+            [r.day for r in rows],
+            [r.served_version for r in rows],
+            where="post",
+            linestyle=styles[name],
+            label=POLICY_LABELS[name],
+        )
+    rejected = [r.day for r in result.policy(GATED) if r.outcome == "rejected"]
+    version = {r.day: r.served_version for r in result.policy(GATED)}
+    ax.scatter(
+        rejected,
+        [version[d] for d in rejected],
+        marker="x",
+        color="red",
+        zorder=3,
+        label="gated: challenger rejected",
+    )
+    mark_events(ax)
+    ax.set_xlabel("day")
+    ax.set_ylabel("served version")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4)
+    versions = _save(plt, fig, out_dir / "simulation_versions.png")
+    return [quality, versions]
+
+
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def log_to_mlflow(
+    result: SimulationResult,
+    paths: list[Path],
+    tracking_uri: str | None = None,
+    *,
+    experiment: str = "ct_simulation",
+) -> str:
+    """Log the report files, per-day metrics and the claims to an MLflow run; return its run id.
+
+    Uses its own client (``tracking_uri``, else ``MLFLOW_TRACKING_URI``): no global MLflow state.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    scenario = result.scenario
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{result.pipeline}-{result.mode}-{scenario.days}d-seed{scenario.seed}",
+        tags={"ct.pipeline": result.pipeline, "ct.simulation_mode": result.mode},
+    )
+    run_id = str(run.info.run_id)
+    stamp = int(time.time() * 1000)
+    metrics = [
+        Metric(f"{r.policy}_{result.metric}", r.value, stamp, r.day)
+        for r in result.records
+        if r.value is not None
+    ] + [Metric(f"{r.policy}_served_version", float(r.served_version), stamp, r.day) for r in result.records]
+    summary: dict[str, float] = {"seconds": result.seconds}
+    for claim in claims(result):
+        if claim.value is not None:
+            summary[f"claim_{claim.key}"] = claim.value
+        if claim.holds is not None:
+            summary[f"claim_{claim.key}_holds"] = float(claim.holds)
+    for name in POLICIES:
+        if (mean := _mean([r.value for r in result.policy(name)])) is not None:
+            summary[f"mean_{name}_{result.metric}"] = mean
+    metrics += [Metric(key, value, stamp, 0) for key, value in summary.items()]
+    params = [Param(k, str(v)) for k, v in {**scenario.model_dump(), **result.settings}.items()]
+    try:
+        client.log_batch(run_id, params=params, tags=[RunTag("ct.claims", _claims_line(result))])
+        for start in range(0, len(metrics), 1000):  # the tracking API takes at most 1000 per batch
+            client.log_batch(run_id, metrics=metrics[start : start + 1000])
+        for path in paths:
+            client.log_artifact(run_id, str(path), artifact_path="simulation")
+    except Exception:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id)
+    return run_id
+
+
+def _claims_line(result: SimulationResult) -> str:
+    marks = {True: "holds", False: "fails", None: "count"}
+    return "; ".join(f"{c.key}: {marks[c.holds]} ({c.detail})" for c in claims(result))[:5000]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pipeline", default="churn", help="pipeline config name")
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--rows-per-day", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", default="bench", help="folder for simulation.md and the plots")
+    parser.add_argument(
+        "--fast", action="store_true", help="library calls, no Airflow (the only mode so far)"
+    )
+    parser.add_argument("--max-iter", type=int, help="override the estimator's max_iter (quicker runs)")
+    parser.add_argument("--window", type=int, help="override the config's training.window (snapshots)")
+    parser.add_argument(
+        "--concept",
+        choices=("flip", "label_drift"),
+        default="flip",
+        help="the concept change: other features drive churn (flip) or the same ones reweighted",
+    )
+    parser.add_argument("--mlflow", action="store_true", help="also log to MLflow (MLFLOW_TRACKING_URI)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (implies --mlflow)")
+    args = parser.parse_args(argv)
+    if not args.fast:
+        parser.error("only --fast is implemented: the full mode (real Airflow runs) is not built yet")
+    config = find_pipeline_config(args.pipeline)
+    if args.window:
+        config = config.model_copy(
+            update={"training": config.training.model_copy(update={"window": args.window})}
+        )
+    scenario = Scenario(
+        days=args.days, rows_per_day=args.rows_per_day, seed=args.seed, concept_kind=args.concept
+    )
+    params = {"max_iter": args.max_iter} if args.max_iter else None
+    result = run_fast(config, scenario, model_params=params)
+    report = write_report(result, args.out)
+    print(f"wrote {report} ({result.seconds:.0f} s)")
+    for claim in claims(result):
+        mark = {True: "holds", False: "DOES NOT HOLD", None: "count"}[claim.holds]
+        print(f"  [{mark}] {claim.statement}: {claim.detail}")
+    if args.mlflow or args.tracking_uri:
+        paths = [report, report.with_name("simulation.json"), *sorted(report.parent.glob("simulation_*.png"))]
+        run_id = log_to_mlflow(result, paths, args.tracking_uri)
+        print(f"logged to MLflow run {run_id}")
+    return 0
+
+
+def _cli_logging() -> None:
+    """One progress line per day; other libraries only warn (GX pins some of its loggers at INFO)."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)
+    progress = logging.StreamHandler()
+    progress.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    log.addHandler(progress)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+if __name__ == "__main__":
+    _cli_logging()
+    sys.exit(main())

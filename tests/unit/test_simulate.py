@@ -1,0 +1,224 @@
+"""Closed-loop simulation, fast mode: real validation, training and gate on a short seeded stream."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from include.ct import datagen
+from include.ct.config import BUNDLED_PIPELINES_DIR, PipelineConfig, load_pipeline_config
+from include.ct.evaluate import compute_metrics, slice_metrics
+from include.ct.simulate import (
+    ALWAYS_DEPLOY,
+    GATED,
+    LEVEL0,
+    ORACLE,
+    PIPELINE_POLICIES,
+    POLICIES,
+    REPORT_NAME,
+    Scenario,
+    SimulationResult,
+    _Scored,
+    claims,
+    log_to_mlflow,
+    main,
+    run_fast,
+    write_report,
+)
+from include.ct.train import build_pipeline, coerce_to_schema
+
+QUICK = {"max_iter": 60}
+# Twelve days with every event compressed into them; the concept change flips what drives churn.
+SHORT = Scenario(
+    days=12,
+    rows_per_day=800,
+    seed=7,
+    drift_start=3,
+    drift_ramp_days=3,
+    broken_day=5,
+    concept_day=7,
+    label_delay_start=9,
+    label_delay_length=2,
+    label_delay=2,
+)
+
+
+def fast_adapting(config: PipelineConfig) -> PipelineConfig:
+    """The churn pipeline configured to train on its two most recent accepted snapshots."""
+    return config.model_copy(update={"training": config.training.model_copy(update={"window": 2})})
+
+
+@pytest.fixture(scope="module")
+def result() -> SimulationResult:
+    churn = load_pipeline_config(BUNDLED_PIPELINES_DIR / "churn.yaml")
+    return run_fast(fast_adapting(churn), SHORT, model_params=QUICK)
+
+
+def test_same_seed_gives_identical_records(churn: PipelineConfig) -> None:
+    tiny = Scenario(
+        days=5,
+        rows_per_day=200,
+        drift_start=2,
+        drift_ramp_days=2,
+        broken_day=3,
+        concept_day=4,
+        label_delay_start=4,
+        label_delay_length=1,
+        label_delay=1,
+    )
+    first = run_fast(churn, tiny, model_params=QUICK)
+    again = run_fast(churn, tiny, model_params=QUICK)
+    assert [r.to_dict() for r in first.records] == [r.to_dict() for r in again.records]
+    assert len(first.records) == len(POLICIES) * tiny.days
+
+
+def test_every_policy_has_one_record_per_day(result: SimulationResult) -> None:
+    for policy in POLICIES:
+        assert [r.day for r in result.policy(policy)] == list(range(1, SHORT.days + 1))
+    assert all(
+        r.value is None and r.served_version == 0 for r in result.records if r.day == 1 and r.policy != ORACLE
+    )
+    assert all(r.value is not None for r in result.records if r.day > 1)
+
+
+def test_broken_batch_is_quarantined_and_never_trained_on(result: SimulationResult) -> None:
+    broken = SHORT.broken_day
+    assert broken is not None
+    for policy in PIPELINE_POLICIES:
+        assert all(broken not in r.training_days for r in result.policy(policy))
+    gated = {r.day: r for r in result.policy(GATED)}
+    assert gated[broken].outcome == "quarantined"
+    assert gated[broken].quarantined_days == [broken]
+    assert gated[broken].served_version == gated[broken + 1].served_version  # nothing promoted from it
+    assert "quarantined" in gated[broken].reason
+    # The oracle is no pipeline: it learns from the day's true traffic, never from the landed batch.
+
+
+def test_late_labels_are_waited_for(result: SimulationResult) -> None:
+    start = SHORT.label_delay_start
+    assert start is not None
+    late_days = range(start, start + SHORT.label_delay_length)
+    for policy in PIPELINE_POLICIES:
+        for record in result.policy(policy):
+            assert all(SHORT.labels_day(day) <= record.day for day in record.training_days), record
+    gated = {r.day: r for r in result.policy(GATED)}
+    for day in late_days:
+        assert gated[day].trigger == "none"
+        assert gated[day].outcome == "skipped"
+        arrival = gated[day + SHORT.label_delay]
+        assert day in arrival.new_days
+        assert day in arrival.training_days
+
+
+def test_level0_never_changes_its_model(result: SimulationResult) -> None:
+    level0 = result.policy(LEVEL0)
+    assert {r.served_version for r in level0[1:]} == {1}
+    assert level0[0].training_days == [1]
+    assert all(r.outcome == "kept" for r in level0[1:])
+    assert result.policy(ALWAYS_DEPLOY)[-1].served_version > result.policy(GATED)[-1].served_version
+
+
+def test_gate_decisions_come_from_the_real_gate(result: SimulationResult) -> None:
+    decided = [r for r in result.policy(GATED) if r.outcome in ("promoted", "rejected")]
+    assert {r.outcome for r in decided} == {"promoted", "rejected"}
+    for record in decided:
+        assert any("threshold" in reason for reason in record.decision_reasons)
+        if record.outcome == "promoted" and record.champion_value is not None:
+            assert record.challenger_value is not None
+            assert record.challenger_value > record.champion_value
+    by_key = {c.key: c for c in claims(result)}
+    assert by_key["gate_never_promotes_worse"].holds is True
+    assert by_key["gate_never_promotes_worse"].value == 0
+
+
+def test_gated_recovers_from_the_concept_change_and_beats_level0(result: SimulationResult) -> None:
+    by_key = {c.key: c for c in claims(result)}
+    recovery = by_key["recovery_days"]
+    assert recovery.holds is True, recovery.detail
+    assert recovery.value is not None and recovery.value <= 2
+    beats = by_key["gated_beats_level0_after_drift"]
+    assert beats.holds is True and beats.value is not None and beats.value > 0.05, beats.detail
+    # The flip really hurts a model of the old concept: level 0 ranks worse than chance afterwards.
+    assert SHORT.concept_day is not None
+    after = [r.value for r in result.policy(LEVEL0) if r.day >= SHORT.concept_day]
+    assert all(v is not None and v < 0.55 for v in after)
+
+
+def test_report_names_every_claim_and_writes_plots(result: SimulationResult, tmp_path: Path) -> None:
+    report = write_report(result, tmp_path / "bench")
+    assert report.name == REPORT_NAME
+    text = report.read_text(encoding="utf-8")
+    for claim in claims(result):
+        assert claim.statement in text
+    for name in ("simulation_quality.png", "simulation_versions.png"):
+        png = report.parent / name
+        assert png.stat().st_size > 1000
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in text
+    saved = json.loads((report.parent / "simulation.json").read_text(encoding="utf-8"))
+    assert SimulationResult.from_dict(saved).records == result.records
+    assert "broken batch" in text and "concept change" in text
+
+
+def test_scored_model_gives_the_same_metrics_as_the_model(churn: PipelineConfig) -> None:
+    train = coerce_to_schema(churn, datagen.churn_batch(600, day=1))
+    test = coerce_to_schema(churn, datagen.churn_batch(400, day=2))
+    model = (
+        build_pipeline(churn).set_params(model__max_iter=30).fit(train[churn.feature_names], train["churned"])
+    )
+    scored = _Scored(model, test, churn.feature_names)
+    features, target = test[churn.feature_names], test["churned"]
+    assert compute_metrics(churn, scored, features, target) == compute_metrics(churn, model, features, target)
+    assert slice_metrics(churn, scored, test) == slice_metrics(churn, model, test)
+
+
+def test_scenario_spreads_default_events_and_rejects_bad_days() -> None:
+    scenario = Scenario()
+    assert scenario.days == 60
+    assert scenario.drift_start == 15 and scenario.concept_day == 36 and scenario.broken_day == 24
+    assert scenario.drift(14) == 0 and math.isclose(scenario.drift(scenario.drift_start + 14), 1.0)
+    assert scenario.labels_day(48) == 51 and scenario.labels_day(47) == 47
+    assert Scenario(days=10, concept_day=None).concept(10) == 0
+    with pytest.raises(ValueError, match="concept_day"):
+        Scenario(days=10, concept_day=11)
+
+
+def test_report_and_claims_are_logged_to_mlflow(
+    result: SimulationResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # the SQLite store keeps artifacts under ./mlruns
+    report = write_report(result, tmp_path / "out")
+    paths = [report, *sorted(report.parent.glob("*.png"))]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = log_to_mlflow(result, paths, uri)
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["claim_gate_never_promotes_worse"] == 0
+    assert len(client.get_metric_history(run_id, "gated_roc_auc")) == SHORT.days - 1
+    logged = {a.path for a in client.list_artifacts(run_id, "simulation")}
+    assert logged == {f"simulation/{p.name}" for p in paths}
+
+
+def test_cli_runs_fast_mode_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--days", "4", "--out", str(tmp_path)])
+    assert "only --fast" in capsys.readouterr().err
+    args = ["--days", "4", "--rows-per-day", "200", "--max-iter", "20", "--out", str(tmp_path), "--fast"]
+    assert main(args) == 0
+    assert (tmp_path / REPORT_NAME).exists()
+    assert "gate never promotes" in capsys.readouterr().out
+
+
+def test_concept_flip_changes_only_who_churns() -> None:
+    base = datagen.churn_batch(2000, day=5, seed=3)
+    assert base.equals(datagen.churn_batch(2000, day=5, seed=3, concept_flip=0.0))
+    flipped = datagen.churn_batch(2000, day=5, seed=3, concept_flip=1.0)
+    assert flipped.drop(columns="churned").equals(base.drop(columns="churned"))
+    by_region = flipped.groupby("region")["churned"].mean()
+    assert by_region["south"] > by_region["north"] + 0.2  # region now drives churn
