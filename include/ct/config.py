@@ -97,6 +97,11 @@ class PromotionSpec(_Strict):
     min_improvement: float = 0.0
     max_slice_drop: float = 0.05
     min_slice_rows: int = Field(default=30, ge=1)
+    replace_failing_champion: bool = Field(
+        default=True,
+        description="when the champion itself misses the threshold on the same held-out data, "
+        "a challenger that beats it may replace it though it misses the threshold too",
+    )
 
 
 class ModelSpec(_Strict):

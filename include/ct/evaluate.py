@@ -142,21 +142,34 @@ def decide(
         champion_version=champion_version,
     )
     better, worse = ("above", "below") if sign > 0 else ("below", "above")
+    threshold = config.promotion.threshold
     if math.isnan(value):
         decision.promote = False
         decision.reasons.append(f"{metric} is undefined on the held-out data")
         return decision
-    if sign * (value - config.promotion.threshold) < 0:
-        decision.promote = False
-        decision.reasons.append(f"{metric} {value:.4f} is {worse} the threshold {config.promotion.threshold}")
-    else:
-        decision.reasons.append(f"{metric} {value:.4f} clears the threshold {config.promotion.threshold}")
+    below_floor = sign * (value - threshold) < 0
+    if not below_floor:
+        decision.reasons.append(f"{metric} {value:.4f} clears the threshold {threshold}")
 
     if champion is None or math.isnan(champion.get(metric, math.nan)):
+        if below_floor:
+            decision.promote = False
+            decision.reasons.append(f"{metric} {value:.4f} is {worse} the threshold {threshold}")
         decision.reasons.append("no champion to compare with: the threshold alone decides")
         return decision
 
     decision.champion = champion[metric]
+    if below_floor:
+        failing_champion = sign * (decision.champion - threshold) < 0
+        if failing_champion and config.promotion.replace_failing_champion:
+            decision.reasons.append(
+                f"{metric} {value:.4f} is {worse} the threshold {threshold}, but so is champion "
+                f"v{champion_version} ({decision.champion:.4f}) on the same rows: the better of the "
+                "two may serve (promotion.replace_failing_champion)"
+            )
+        else:
+            decision.promote = False
+            decision.reasons.append(f"{metric} {value:.4f} is {worse} the threshold {threshold}")
     improvement = sign * (value - decision.champion)
     decision.delta = value - decision.champion
     if improvement < margin or (margin <= 0 and improvement == 0):

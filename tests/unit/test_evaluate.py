@@ -65,3 +65,17 @@ def test_lower_is_better_metrics(churn: PipelineConfig) -> None:
     above = decide(config, {"rmse": 6.0}, {}, None, None)
     assert not above.promote
     assert "above the threshold" in above.summary
+
+
+def test_a_better_model_replaces_a_champion_that_fell_below_the_floor(churn: PipelineConfig) -> None:
+    """After a concept change both miss the floor on fresh data: keeping the worse one helps nobody."""
+    decision = decide(churn, {"roc_auc": 0.66}, {}, {"roc_auc": 0.45}, {}, champion_version="7")
+    assert decision.promote
+    assert "but so is champion v7 (0.4500)" in decision.summary
+    assert not decide(churn, {"roc_auc": 0.44}, {}, {"roc_auc": 0.45}, {}).promote  # still must beat it
+    assert not decide(churn, {"roc_auc": 0.66}, {}, {"roc_auc": 0.80}, {}).promote  # a passing champion stays
+    strict = churn.model_copy(
+        update={"promotion": churn.promotion.model_copy(update={"replace_failing_champion": False})}
+    )
+    refused = decide(strict, {"roc_auc": 0.66}, {}, {"roc_auc": 0.45}, {})
+    assert not refused.promote and "below the threshold 0.7" in refused.summary
