@@ -60,7 +60,8 @@ wait_http() {  # url seconds name
 }
 
 echo "Starting MLflow on http://127.0.0.1:$MLFLOW_PORT (log: $RUN_DIR/mlflow.log)"
-"$BIN/mlflow" server --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 \
+# MLflow's job runner (GenAI scorers, unused here) would add ~7 always-polling processes.
+MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false "$BIN/mlflow" server --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 \
   --backend-store-uri "sqlite:///$RUN_DIR/mlflow/mlflow.db" \
   --artifacts-destination "$RUN_DIR/mlflow/artifacts" >"$RUN_DIR/mlflow.log" 2>&1 &
 pids+=($!)

@@ -41,6 +41,11 @@ def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | N
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
+# MLflow 3's job runner (GenAI scorers, trace roll-ups; unused here) starts ~7 huey consumer
+# processes of ~270 MB that poll all the time: off for every server this project starts.
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 @dataclass
 class MlflowServer:
     """A running ``mlflow server`` process on loopback."""
@@ -76,6 +81,7 @@ def start_mlflow_server(
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=root,
+        env={**os.environ, **MLFLOW_SERVER_ENV},
         start_new_session=True,  # its own process group: a test can kill the server and its workers
     )
     url = f"http://127.0.0.1:{port}"
@@ -151,10 +157,11 @@ def airflow_db() -> Path:
 
 @dataclass
 class PostgresDatabase:
-    """A throwaway PostgreSQL database on the local server."""
+    """A throwaway PostgreSQL database on a local server (the shared one on 5432 by default)."""
 
     name: str
     url: str
+    port: int = 5432
 
 
 @contextmanager
