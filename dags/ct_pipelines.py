@@ -34,12 +34,16 @@ from ct_airflow.operators import (
 from ct_airflow.triggers import NewBatchTrigger, NewRowsTrigger
 from include.ct.config import ConfigError, PipelineConfig, iter_pipeline_configs
 
-SERVICE_RETRIES = {
-    "retries": 3,
-    "retry_delay": timedelta(seconds=20),
-    "retry_exponential_backoff": 2.0,
-    "max_retry_delay": timedelta(minutes=10),
-}
+
+def service_retries(config: PipelineConfig) -> dict[str, Any]:
+    """Retry arguments of the tasks that train or call MLflow, from ``retries`` in the config."""
+    return {
+        "retries": config.retries.count,
+        "retry_delay": timedelta(seconds=config.retries.delay_seconds),
+        "retry_exponential_backoff": config.retries.exponential_backoff,
+        "max_retry_delay": timedelta(seconds=config.retries.max_delay_seconds),
+    }
+
 
 DAG_DOC = """
 ### Continuous training of `{model}`
@@ -166,7 +170,7 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             snapshot=extract.output,
             doc_md="Fit the scikit-learn Pipeline on the accepted data window and log it to "
             "MLflow with params, metrics, signature, datasets, plots and lineage tags.",
-            **SERVICE_RETRIES,
+            **service_retries(config),
         )
         evaluate = EvaluateChallengerOperator(
             task_id="evaluate",
@@ -175,7 +179,7 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             min_improvement="{{ params.min_improvement }}",
             doc_md="Score challenger and champion on the same held-out rows, overall and per "
             "slice, and record the promotion decision with its reasons on the MLflow run.",
-            **SERVICE_RETRIES,
+            **service_retries(config),
         )
         gate = ShortCircuitOperator(
             task_id="gate",
@@ -192,7 +196,7 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             doc_md="Register the model version (once, even on retry) and load it in a fresh process "
             "of the serving environment, which must predict held-out rows: a model that cannot "
             "serve is tagged `rejected_infra` and never becomes champion.",
-            **SERVICE_RETRIES,
+            **service_retries(config),
         )
         deploy = DeployModelOperator(
             task_id="deploy",

@@ -173,6 +173,15 @@ class MonitoringSpec(_Strict):
     cooldown_hours: float = Field(default=24, ge=0, description="no second retrain trigger within")
 
 
+class RetrySpec(_Strict):
+    """Retries of the tasks that call MLflow or train (a dead worker, a service restarting)."""
+
+    count: int = Field(default=3, ge=0, le=20)
+    delay_seconds: float = Field(default=20, ge=0, description="before the first retry")
+    exponential_backoff: float = Field(default=2.0, ge=1, description="each delay times this")
+    max_delay_seconds: float = Field(default=600, ge=0)
+
+
 class PipelineConfig(_Strict):
     """One continuous-training pipeline: its data, schema, model and promotion gate."""
 
@@ -199,6 +208,7 @@ class PipelineConfig(_Strict):
     deploy: DeploySpec = Field(default_factory=DeploySpec)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    retries: RetrySpec = Field(default_factory=RetrySpec)
     owner: str = "mlops"
     tags: list[str] = Field(default_factory=list)
     description: str | None = None
