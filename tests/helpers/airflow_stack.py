@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg2
 
 from tests.helpers.fixtures import PostgresDatabase, free_port, stop, wait_for_http
@@ -34,6 +35,11 @@ class AirflowStack:
     database: PostgresDatabase
     home: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    # Like compose's ``restart: unless-stopped``: a component that exits is started again.
+    supervise: bool = False
+    restarts: dict[str, int] = field(default_factory=dict)
+    _restarted_at: dict[str, float] = field(default_factory=dict)
 
     def cli(self, *args: str, timeout: float = 300) -> str:
         done = subprocess.run(
@@ -43,7 +49,9 @@ class AirflowStack:
         return done.stdout
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=self.database.name)
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=self.database.port, user="postgres", dbname=self.database.name
+        )
         try:
             with conn.cursor() as cursor:
                 cursor.execute(sql, params)
@@ -57,6 +65,25 @@ class AirflowStack:
             "SELECT task_id, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s", dag_id, run_id
         )
         return {str(task): str(host) for task, host in rows}
+
+    def task_instance(self, dag_id: str, run_id: str, task_id: str) -> tuple[str, str | None, int] | None:
+        """(id, state, try_number) of one task instance, None before it exists."""
+        rows = self.query(
+            "SELECT id, state, try_number FROM task_instance "
+            "WHERE dag_id = %s AND run_id = %s AND task_id = %s",
+            dag_id,
+            run_id,
+            task_id,
+        )
+        return (str(rows[0][0]), rows[0][1], int(rows[0][2])) if rows else None
+
+    def task_process(self, task_instance_id: str) -> psutil.Process | None:
+        """The process running one task instance (its title names the instance), if one is."""
+        title = f"airflow worker -- {task_instance_id}"
+        for process in psutil.process_iter(["cmdline"]):
+            if title in " ".join(process.info["cmdline"] or []):
+                return process
+        return None
 
     def runs(self, dag_id: str) -> list[tuple[str, str, str]]:
         """(run_id, state, run_type) of every run of ``dag_id``, oldest first."""
@@ -94,10 +121,21 @@ class AirflowStack:
         value = rows[0][0] if rows else None
         return json.loads(value) if isinstance(value, str) else value
 
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        self.commands[name] = (command, env)
+        self.processes[name] = _start(self.home, name, command, env)
+
     def _check_alive(self) -> None:
         for name, process in self.processes.items():
-            if process.poll() is not None:
+            if process.poll() is None:
+                continue
+            if not self.supervise:
                 raise RuntimeError(f"airflow {name} exited with {process.returncode}\n{self.logs()}")
+            if time.monotonic() - self._restarted_at.get(name, 0.0) < 5:
+                continue  # back off, as a process manager does, while its dependency is down
+            self._restarted_at[name] = time.monotonic()
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            self.processes[name] = _start(self.home, name, *self.commands[name])
 
     def logs(self, tail: int = 3000) -> str:
         return "\n".join(
@@ -146,11 +184,10 @@ def airflow_stack(
     stack.cli("db", "migrate", timeout=600)
     try:
         for name in COMPONENTS:
-            stack.processes[name] = _start(home, name, [AIRFLOW, name], env)
+            stack.start(name, [AIRFLOW, name], env)
         for index in range(1, celery_workers + 1):
             worker = f"worker-{index}"
-            stack.processes[worker] = _start(
-                home,
+            stack.start(
                 worker,
                 [AIRFLOW, "celery", "worker", "--concurrency", "1", "--skip-serve-logs",
                  "--queues", env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"], "--celery-hostname", f"{worker}@%h"],
@@ -167,7 +204,7 @@ def airflow_stack(
 
 def _start(home: Path, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        command, env=env, stdout=(home / f"{name}.log").open("wb"), stderr=subprocess.STDOUT
+        command, env=env, stdout=(home / f"{name}.log").open("ab"), stderr=subprocess.STDOUT
     )
 
 

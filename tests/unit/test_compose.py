@@ -75,12 +75,14 @@ def test_every_variable_is_documented_and_every_secret_is_required() -> None:
             assert match.group(2) == ":?", f"{match.group(1)} must be required (${{{match.group(1)}:?...}})"
 
 
-def test_services_have_healthchecks_and_localhost_ports() -> None:
+def test_services_have_healthchecks_restart_policies_and_localhost_ports() -> None:
     compose = _interpolated(COMPOSE)
     services = compose["services"]
     assert LONG_RUNNING | CELERY | {"airflow-init"} <= set(services)
     for name in LONG_RUNNING | CELERY:
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
+        # Airflow's components exit when their database goes away; the engine brings them back.
+        assert services[name].get("restart") in ("unless-stopped", "always"), f"{name} is not restarted"
     for name in CELERY:
         assert services[name]["profiles"] == ["celery"]
     for name, service in services.items():
