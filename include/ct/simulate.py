@@ -3,6 +3,9 @@
 Fast mode calls the library itself (GX validation suite, ``train.split``/``build_pipeline``,
 ``evaluate.decide``) without Airflow or MLflow, so the gate's behaviour under covariate drift, a
 concept change, a broken batch and late labels is measured against baselines on the same stream.
+The full mode (``bench/simulation.py``) runs the gated policy through real Airflow runs, an MLflow
+server and the prediction service, and turns each run into the same ``DayRecord``
+(``pipeline_record``) beside the same baselines (``LibraryPolicies``).
 
     python -m include.ct.simulate --days 60 --rows-per-day 2000 --seed 7 --out bench --fast
 """
@@ -13,9 +16,10 @@ import argparse
 import json
 import logging
 import math
+import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +43,11 @@ POLICY_LABELS: dict[str, str] = {
     LEVEL0: "level 0 (trained on day 1, never retrained)",
     ORACLE: "oracle (trained on the day's own labels)",
 }
-Outcome = Literal["promoted", "rejected", "deployed", "quarantined", "skipped", "kept", "trained"]
+Outcome = Literal[
+    "promoted", "rejected", "deployed", "quarantined", "skipped", "kept", "trained", "failed"
+]  # failed: full mode only, a run that broke elsewhere than at validate (e.g. a deploy rolled back)
+BASELINES: tuple[str, ...] = (ALWAYS_DEPLOY, LEVEL0, ORACLE)  # library computations in full mode
+GATE_OUTCOMES = ("promoted", "rejected", "quarantined", "failed")
 NEW_MODEL_OUTCOMES = frozenset({"promoted", "deployed"})
 
 RECOVERY_TOLERANCE = 0.02  # metric units: "back within two points of the oracle"
@@ -230,6 +238,7 @@ class DayRecord:
     training_days: list[int] = field(default_factory=list)  # traffic days the new model's window held
     predecessor_value: float | None = None  # after a new model: the replaced one on today's traffic
     events: list[str] = field(default_factory=list)
+    run_seconds: float | None = None  # full mode: how long the day's Airflow DAG run took
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -258,6 +267,7 @@ class SimulationResult:
     records: list[DayRecord]
     seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)  # the config keys that shape the outcome
+    run_info: dict[str, Any] = field(default_factory=dict)  # full mode: how it ran (versions, timings)
 
     def policy(self, name: str) -> list[DayRecord]:
         """The records of one policy, by day."""
@@ -272,6 +282,7 @@ class SimulationResult:
             "mode": self.mode,
             "seconds": self.seconds,
             "settings": self.settings,
+            "run_info": self.run_info,
             "records": [r.to_dict() for r in self.records],
             "claims": [asdict(c) for c in claims(self)],
         }
@@ -288,6 +299,7 @@ class SimulationResult:
             records=[DayRecord(**record) for record in data["records"]],
             seconds=data.get("seconds", 0.0),
             settings=data.get("settings", {}),
+            run_info=data.get("run_info", {}),
         )
 
 
@@ -298,28 +310,43 @@ class _Served:
     replaced: Any = None  # the model a new version replaced, scored once on the next day
 
 
-class _Scored:
-    """A fitted model's predictions on one frame, answered by row index: the same numbers as the
-    model, computed once, so the library's metric and slice functions can be called many times."""
+class Answers:
+    """Predictions (and class probabilities) already made for the rows of a frame, answered by row
+    index: lets the library's metric and slice functions score a model, or a service's HTTP
+    answers, without predicting again."""
 
-    def __init__(self, model: Any, frame: pd.DataFrame, features: list[str]) -> None:
-        self.model = model
-        self.classes_ = getattr(model, "classes_", None)
-        rows = frame[features]
-        self._predicted = pd.Series(list(model.predict(rows)), index=frame.index)
-        self._proba = (
-            pd.DataFrame(model.predict_proba(rows), index=frame.index)
-            if self.classes_ is not None and hasattr(model, "predict_proba")
-            else None
-        )
+    def __init__(
+        self,
+        index: pd.Index,
+        predicted: Sequence[Any],
+        probabilities: Sequence[Sequence[float]] | None = None,
+        classes: Sequence[Any] | None = None,
+    ) -> None:
+        self.classes_ = None if classes is None else list(classes)
+        self._predicted = pd.Series(list(predicted), index=index)
+        self._proba = None if probabilities is None else pd.DataFrame(list(probabilities), index=index)
 
     def predict(self, rows: pd.DataFrame) -> Any:
         return self._predicted.loc[rows.index].to_numpy()
 
-    def predict_proba(self, rows: pd.DataFrame) -> Any:
-        if self._proba is None:
-            raise AttributeError("this model has no predict_proba")
-        return self._proba.loc[rows.index].to_numpy()
+    @property
+    def predict_proba(self) -> Callable[[pd.DataFrame], Any]:
+        """Class probabilities by row; absent (``hasattr`` False) when there are none."""
+        proba = self._proba
+        if proba is None:
+            raise AttributeError("these answers have no class probabilities")
+        return lambda rows: proba.loc[rows.index].to_numpy()
+
+
+class _Scored(Answers):
+    """A fitted model's predictions on one frame, computed once (the same numbers as the model)."""
+
+    def __init__(self, model: Any, frame: pd.DataFrame, features: list[str]) -> None:
+        self.model = model
+        classes = getattr(model, "classes_", None)
+        rows = frame[features]
+        proba = model.predict_proba(rows) if classes is not None and hasattr(model, "predict_proba") else None
+        super().__init__(frame.index, list(model.predict(rows)), proba, classes)
 
 
 def _number(value: float) -> float | None:
@@ -355,7 +382,8 @@ def _gate(
     )
 
 
-def _settings(config: PipelineConfig) -> dict[str, Any]:
+def settings_of(config: PipelineConfig) -> dict[str, Any]:
+    """The config keys that shape a simulation's outcome, for the report."""
     return {
         "training.window": config.training.window,
         "training.test_size": config.training.test_size,
@@ -365,60 +393,70 @@ def _settings(config: PipelineConfig) -> dict[str, Any]:
     }
 
 
-def _with_params(config: PipelineConfig, model_params: dict[str, Any] | None) -> PipelineConfig:
+def with_params(config: PipelineConfig, model_params: dict[str, Any] | None) -> PipelineConfig:
+    """``config`` with its estimator params overridden (e.g. a smaller ``max_iter`` for quick runs)."""
     if not model_params:
         return config
     params = {**config.model.params, **model_params}
     return config.model_copy(update={"model": config.model.model_copy(update={"params": params})})
 
 
-def run_fast(
-    config: PipelineConfig, scenario: Scenario, *, model_params: dict[str, Any] | None = None
-) -> SimulationResult:
-    """Fast mode: every policy on the same stream through library calls (no Airflow, no MLflow).
+class LibraryPolicies:
+    """Policies computed with library calls, one day at a time, on the same stream.
 
-    Each day the served model is scored on the day's labelled traffic before anything trains on it;
-    then batches whose labels arrived are validated with the real GX suite, and each policy acts.
-    ``model_params`` overrides estimator params (e.g. a smaller ``max_iter`` for quick runs).
+    Fast mode steps every policy; full mode steps the baselines (``BASELINES``) beside the real
+    pipeline. Each day the served model is scored on the day's labelled traffic before anything
+    trains on it; then the batches whose labels arrived are validated with the real GX suite, and
+    each policy acts.
     """
-    from include.ct.validate import validate_frame
 
-    config = _with_params(config, model_params)
-    started = time.perf_counter()
-    features, target = config.feature_names, config.target
-    served = {name: _Served() for name in PIPELINE_POLICIES}
-    arriving: dict[int, list[DayBatch]] = {}
-    carried: list[DayBatch] = []  # good batches of a failed run wait for the next one
-    snapshots: list[list[int]] = []  # accepted runs' batches (by traffic day), oldest first
-    frames: dict[int, pd.DataFrame] = {}  # schema-coerced accepted batches
-    records: list[DayRecord] = []
+    def __init__(
+        self, config: PipelineConfig, scenario: Scenario, policies: Sequence[str] = POLICIES
+    ) -> None:
+        unknown = set(policies) - set(POLICIES)
+        if unknown:
+            raise ValueError(f"unknown policies {sorted(unknown)}; known: {POLICIES}")
+        self.config = config
+        self.scenario = scenario
+        self.policies = tuple(p for p in POLICIES if p in policies)
+        self.served = {name: _Served() for name in PIPELINE_POLICIES if name in self.policies}
+        self.arriving: dict[int, list[DayBatch]] = {}
+        self.carried: list[DayBatch] = []  # good batches of a failed run wait for the next one
+        self.snapshots: list[list[int]] = []  # accepted runs' batches (by traffic day), oldest first
+        self.frames: dict[int, pd.DataFrame] = {}  # schema-coerced accepted batches
 
-    for today in stream(config, scenario):
+    def step(self, today: DayBatch) -> list[DayRecord]:
+        """Act on one day (days in order); returns one record per policy, oracle first."""
+        from include.ct.validate import validate_frame
+
+        config, features, target = self.config, self.config.feature_names, self.config.target
         day = today.day
-        arriving.setdefault(today.labels_day, []).append(today)
+        self.arriving.setdefault(today.labels_day, []).append(today)
+        records: list[DayRecord] = []
 
         # The oracle: trained on the first part of today's own labelled traffic, scored on the rest.
         oracle_train, holdout = split(config, today.traffic)
-        oracle = build_pipeline(config).fit(oracle_train[features], oracle_train[target])
-        oracle_value = _score(config, _Scored(oracle, holdout, features), holdout)
-        records.append(
-            DayRecord(
-                policy=ORACLE,
-                day=day,
-                value=oracle_value,
-                holdout_value=oracle_value,
-                served_version=day,
-                trigger="oracle",
-                reason="trained on today's own labelled traffic (an upper bound, not a pipeline)",
-                outcome="trained",
-                training_days=[day],
-                events=today.events,
+        if ORACLE in self.policies:
+            oracle = build_pipeline(config).fit(oracle_train[features], oracle_train[target])
+            oracle_value = _score(config, _Scored(oracle, holdout, features), holdout)
+            records.append(
+                DayRecord(
+                    policy=ORACLE,
+                    day=day,
+                    value=oracle_value,
+                    holdout_value=oracle_value,
+                    served_version=day,
+                    trigger="oracle",
+                    reason="trained on today's own labelled traffic (an upper bound, not a pipeline)",
+                    outcome="trained",
+                    training_days=[day],
+                    events=today.events,
+                )
             )
-        )
 
         # Score what each pipeline serves on today's traffic, before any retrain on today's data.
         scores: dict[str, tuple[float | None, float | None, float | None]] = {}
-        for name, state in served.items():
+        for name, state in self.served.items():
             on_traffic = None if state.model is None else _Scored(state.model, today.traffic, features)
             replaced = None if state.replaced is None else _Scored(state.replaced, today.traffic, features)
             scores[name] = (
@@ -429,18 +467,17 @@ def run_fast(
             state.replaced = None
 
         # Extract + validate what arrived today (shared by every pipeline: same landing zone).
-        landed = carried + arriving.pop(day, [])
-        carried = []
+        landed = self.carried + self.arriving.pop(day, [])
+        self.carried = []
         new_days = [b.day for b in landed]
         failed = [b for b in landed if not validate_frame(config, b.batch, f"day_{b.day:04d}.csv").success]
         quarantined = [b.day for b in failed]
         if failed:  # the run stops at validate; its good batches stay in the landing zone
-            carried = [b for b in landed if b.day not in quarantined]
+            self.carried = [b for b in landed if b.day not in quarantined]
         elif landed:  # one snapshot per run, however many batches it took in
-            snapshots.append([b.day for b in landed])
-            frames.update({b.day: coerce_to_schema(config, b.batch) for b in landed})
-        kept = snapshots[-config.training.window :] if config.training.window else snapshots
-        window = sorted(d for snapshot in kept for d in snapshot)
+            self.snapshots.append([b.day for b in landed])
+            self.frames.update({b.day: coerce_to_schema(config, b.batch) for b in landed})
+        window = window_days(self.snapshots, config.training.window)
 
         if quarantined:
             trigger, reason = (
@@ -451,18 +488,16 @@ def run_fast(
         elif new_days:
             trigger, reason = "new_data", f"batches of days {', '.join(map(str, new_days))} arrived"
         else:
-            waiting = ", ".join(
-                f"day {b.day} due day {due}" for due, bs in sorted(arriving.items()) for b in bs
-            )
-            trigger, reason = "none", f"no new labelled batch (waiting for labels: {waiting or 'none'})"
+            trigger, reason = "none", no_batch_reason(self.waiting())
 
         challenger: Any = None
         gate_test = pd.DataFrame()
-        if new_days and not quarantined:
-            train, gate_test = split(config, pd.concat([frames[d] for d in window], ignore_index=True))
+        needs_model = any(name != LEVEL0 or state.model is None for name, state in self.served.items())
+        if new_days and not quarantined and needs_model:
+            train, gate_test = split(config, pd.concat([self.frames[d] for d in window], ignore_index=True))
             challenger = build_pipeline(config).fit(train[features], train[target])
 
-        for name, state in served.items():
+        for name, state in self.served.items():
             value, holdout_value, predecessor = scores[name]
             common: dict[str, Any] = {
                 "policy": name,
@@ -511,15 +546,148 @@ def run_fast(
                 state.replaced = state.model
                 state.model = challenger
                 state.version += 1
+        return records
 
-        _log_day(scenario, day, records[-len(POLICIES) :])
+    def waiting(self) -> list[tuple[int, int]]:
+        """(traffic day, labels day) of the batches whose labels have not arrived yet."""
+        return [(b.day, due) for due, batches in sorted(self.arriving.items()) for b in batches]
+
+
+def window_days(snapshots: Sequence[Sequence[int]], window: int | None) -> list[int]:
+    """Traffic days in the training window: the last ``window`` accepted snapshots (all if None)."""
+    kept = snapshots[-window:] if window else snapshots
+    return sorted(d for snapshot in kept for d in snapshot)
+
+
+def no_batch_reason(waiting: Sequence[tuple[int, int]]) -> str:
+    """Why a day trained nothing: no labelled batch arrived (and which labels are still due)."""
+    due = ", ".join(f"day {day} due day {labels_day}" for day, labels_day in waiting)
+    return f"no new labelled batch (waiting for labels: {due or 'none'})"
+
+
+# --- full mode: what one real DAG run did, as a DayRecord -----------------------------------
+
+_BATCH_DAY = re.compile(r"day_(\d+)")
+_FAILED_TASK_STATES = frozenset({"failed", "upstream_failed"})
+
+
+def batch_day(file_name: str) -> int | None:
+    """The traffic day of a landed batch file (``day_0007.csv`` -> 7); None for other names."""
+    found = _BATCH_DAY.search(Path(file_name).name)
+    return int(found.group(1)) if found else None
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """What one real CT DAG run did, read back from Airflow's metadata DB, MLflow and the data folders."""
+
+    run_id: str
+    state: str  # the DAG run's final state: success | failed
+    tasks: dict[str, str]  # task_id -> state
+    pending: list[str]  # batch files waiting in the landing zone when the run started
+    trigger: str  # as given in the run conf (and tagged ct.trigger on the MLflow run)
+    reason: str
+    seconds: float | None = None  # the DAG run's duration
+    quarantined: dict[str, str] = field(default_factory=dict)  # file -> what it broke (its report)
+    decision: dict[str, Any] | None = None  # the evaluate step's decision: promote, reasons, values
+    version: str | None = None  # the model version registered from the challenger, if any
+    version_tags: dict[str, str] = field(default_factory=dict)  # its tags after the run
+    champion: str | None = None  # the version holding the champion alias after the run
+    training_days: list[int] = field(default_factory=list)  # traffic days in the challenger's window
+    error: str = ""  # the end of the run's output when it failed other than at validate
+
+
+def _value(raw: Any) -> float | None:
+    return None if raw is None else _number(float(raw))
+
+
+def pipeline_record(
+    run: PipelineRun,
+    *,
+    day: int,
+    value: float | None,
+    holdout_value: float | None,
+    served_version: int,
+    predecessor_value: float | None = None,
+    waiting: Sequence[tuple[int, int]] = (),
+    events: Sequence[str] = (),
+) -> DayRecord:
+    """The gated policy's record of ``day`` from what its real DAG run did (full mode).
+
+    Same vocabulary as fast mode: quarantined (failed at validate), skipped (nothing new),
+    rejected or promoted by the gate; ``failed`` when the run broke elsewhere, e.g. a promoted
+    challenger that failed infra validation or was rolled back by the deploy checks.
+    """
+    common: dict[str, Any] = {
+        "policy": GATED,
+        "day": day,
+        "value": value,
+        "holdout_value": holdout_value,
+        "served_version": served_version,
+        "new_days": sorted(d for f in run.pending if (d := batch_day(f)) is not None),
+        "quarantined_days": sorted(d for f in run.quarantined if (d := batch_day(f)) is not None),
+        "predecessor_value": predecessor_value,
+        "events": list(events),
+        "run_seconds": run.seconds,
+    }
+    if run.quarantined:
+        why = "; ".join(f"{name}: {broke}" for name, broke in sorted(run.quarantined.items()))
+        reason = f"run failed at validate: the GX suite quarantined {why}"
+        return DayRecord(**common, trigger=run.trigger, reason=reason, outcome="quarantined")
+    if run.tasks.get("extract") == "skipped" or (run.state == "success" and not run.pending):
+        return DayRecord(**common, trigger="none", reason=no_batch_reason(waiting), outcome="skipped")
+    decision = run.decision
+    if decision is None:
+        broken = sorted(task for task, state in run.tasks.items() if state in _FAILED_TASK_STATES)
+        reason = f"run {run.state} before a gate decision (tasks {', '.join(broken) or 'none'} failed)"
+        if run.error:
+            reason += f": {run.error.strip().splitlines()[-1][:300]}"
+        return DayRecord(
+            **common, trigger=run.trigger, reason=reason, outcome="failed", training_days=run.training_days
+        )
+    gate: dict[str, Any] = {
+        "decision_reasons": [str(r) for r in decision.get("reasons") or []],
+        "challenger_value": _value(decision.get("challenger")),
+        "champion_value": _value(decision.get("champion")),
+        "training_days": run.training_days,
+    }
+    if not decision.get("promote"):
+        return DayRecord(**common, trigger=run.trigger, reason=run.reason, outcome="rejected", **gate)
+    if run.version is not None and run.champion == run.version and run.tasks.get("deploy") == "success":
+        return DayRecord(**common, trigger=run.trigger, reason=run.reason, outcome="promoted", **gate)
+    verdict = run.version_tags.get("ct.decision", "not deployed")
+    why = run.version_tags.get("ct.decision_reason", "")
+    failed = [task for task in ("register", "deploy") if run.tasks.get(task) in _FAILED_TASK_STATES]
+    reason = (
+        f"the gate promoted the challenger but version {run.version or '(none)'} did not become "
+        f"champion ({verdict}{', ' + ', '.join(failed) + ' failed' if failed else ''})"
+        + (f": {why[:300]}" if why else "")
+    )
+    return DayRecord(**common, trigger=run.trigger, reason=reason, outcome="failed", **gate)
+
+
+def run_fast(
+    config: PipelineConfig, scenario: Scenario, *, model_params: dict[str, Any] | None = None
+) -> SimulationResult:
+    """Fast mode: every policy on the same stream through library calls (no Airflow, no MLflow).
+
+    ``model_params`` overrides estimator params (e.g. a smaller ``max_iter`` for quick runs).
+    """
+    config = with_params(config, model_params)
+    started = time.perf_counter()
+    policies = LibraryPolicies(config, scenario)
+    records: list[DayRecord] = []
+    for today in stream(config, scenario):
+        day_records = policies.step(today)
+        records.extend(day_records)
+        _log_day(scenario, today.day, day_records)
     return SimulationResult(
         pipeline=config.name,
         metric=config.metric,
         higher_is_better=metric_higher_is_better(config.metric),
         scenario=scenario,
         mode="fast",
-        settings=_settings(config),
+        settings=settings_of(config),
         records=records,
         seconds=time.perf_counter() - started,
     )
@@ -699,6 +867,7 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(result, out)
     scenario = result.scenario
+    full = result.mode == "full"
     direction = "higher is better" if result.higher_is_better else "lower is better"
     lines = [
         f"# Closed-loop simulation: {result.pipeline} ({result.mode} mode)",
@@ -707,6 +876,7 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
         f"`{result.metric}` ({direction}); ran in {result.seconds:.0f} s. Pipeline settings: "
         + ", ".join(f"{key} `{value}`" for key, value in result.settings.items())
         + ".",
+        *_full_mode_lines(result),
         "",
         "Each day the model each policy serves is scored on that day's labelled traffic *before* "
         "anything trains on it. Then the batches whose labels arrived are validated with the "
@@ -759,7 +929,7 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
     lines += ["", "## Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), "", "## Gate decisions", ""]
     lines += ["| day | decision | reasons |", "|---:|---|---|"]
     for record in result.policy(GATED):
-        if record.outcome in ("promoted", "rejected", "quarantined"):
+        if record.outcome in GATE_OUTCOMES:
             why = "; ".join(record.decision_reasons) if record.decision_reasons else record.reason
             lines.append(f"| {record.day} | {record.outcome} | {why} |")
     lines += ["", "## Days", ""]
@@ -767,8 +937,8 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
         f"Each cell: {result.metric} on the day's traffic and the version that served it. Gate: the "
         "decision after the day's run (challenger vs champion on the gate's held-out rows).",
         "",
-        "| day | events | gated | gate | always_deploy | level0 | oracle |",
-        "|---:|---|---|---|---|---|---|",
+        "| day | events | gated | gate | always_deploy | level0 | oracle |" + (" DAG run |" if full else ""),
+        "|---:|---|---|---|---|---|---|" + ("---:|" if full else ""),
     ]
     by_day: dict[int, dict[str, DayRecord]] = {}
     for record in result.records:
@@ -786,11 +956,58 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
             f"| {day} | {', '.join(gate.events)} | {cells[0]} | {verdict} | "
             f"{_fmt(row[ALWAYS_DEPLOY].value)} v{row[ALWAYS_DEPLOY].served_version} | "
             f"{_fmt(row[LEVEL0].value)} v{row[LEVEL0].served_version} | {_fmt(row[ORACLE].value)} |"
+            + (f" {_fmt(gate.run_seconds, 0)} s |" if full else "")
         )
     report = out / REPORT_NAME
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     (out / "simulation.json").write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
     return report
+
+
+def _full_mode_lines(result: SimulationResult) -> list[str]:
+    """How a full-mode run was done and how long it took (empty in fast mode)."""
+    if result.mode != "full":
+        return []
+    info = result.run_info
+    runs = [r.run_seconds for r in result.policy(GATED) if r.run_seconds is not None]
+    days = result.scenario.days
+    versions = ", ".join(
+        f"{name} {info[key]}" for name, key in (("Airflow", "airflow"), ("MLflow", "mlflow")) if key in info
+    )
+    return [
+        "",
+        "Full mode: the **gated** policy is the real pipeline `"
+        + str(info.get("pipeline", result.pipeline))
+        + "`. Each day the day's traffic is sent to the prediction service process "
+        "(`python -m include.ct.serving serve`, `POST /v1/models/<name>/predict`) and scored on "
+        "its answers; then the batches whose labels arrived land as CSV files in the landing "
+        "zone and one real Airflow run (`airflow dags test`, SQLite metadata DB) extracts, "
+        "validates, trains, evaluates, gates, registers and deploys against a `mlflow server` "
+        "process (SQLite store, local artifacts); the deploy task reloads the service and "
+        "smoke-tests it over HTTP. What happened is read back from Airflow's task states, the "
+        "MLflow runs and model versions, and the data folders. The baselines are library "
+        f"computations on the same stream{' (' + versions + ')' if versions else ''}.",
+        "",
+        f"Timing: {result.seconds:.0f} s in all, {info.get('setup_seconds', 0):.0f} s of it starting "
+        f"the services; {(result.seconds - info.get('setup_seconds', 0)) / days:.0f} s per simulated "
+        f"day; DAG runs median {_fmt(_median(runs), 0)} s, max {_fmt(max(runs, default=None), 0)} s"
+        + (
+            f"; {info['cpu_seconds_per_day']:.0f} CPU-seconds per day (harness and DAG runs, not the servers)"
+            if "cpu_seconds_per_day" in info
+            else ""
+        )
+        + (f"; {info['cpus']} CPUs" if "cpus" in info else "")
+        + (f", load average {info['load_average']} at the end" if "load_average" in info else "")
+        + ".",
+    ]
+
+
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def write_plots(result: SimulationResult, out_dir: Path) -> list[Path]:
@@ -955,7 +1172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default="bench", help="folder for simulation.md and the plots")
     parser.add_argument(
-        "--fast", action="store_true", help="library calls, no Airflow (the only mode so far)"
+        "--fast",
+        action="store_true",
+        help="library calls, no Airflow (required here; the full mode is python -m bench.simulation)",
     )
     parser.add_argument("--max-iter", type=int, help="override the estimator's max_iter (quicker runs)")
     parser.add_argument("--window", type=int, help="override the config's training.window (snapshots)")
@@ -969,7 +1188,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (implies --mlflow)")
     args = parser.parse_args(argv)
     if not args.fast:
-        parser.error("only --fast is implemented: the full mode (real Airflow runs) is not built yet")
+        parser.error(
+            "only --fast runs here: the full mode (real Airflow runs, MLflow server, prediction "
+            "service) is `python -m bench.simulation`"
+        )
     config = find_pipeline_config(args.pipeline)
     if args.window:
         config = config.model_copy(

@@ -1,10 +1,12 @@
-"""Closed-loop simulation, fast mode: real validation, training and gate on a short seeded stream."""
+"""Closed-loop simulation: fast mode on a short seeded stream, and the pure parts of the full mode."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,19 +15,27 @@ from include.ct.config import BUNDLED_PIPELINES_DIR, PipelineConfig, load_pipeli
 from include.ct.evaluate import compute_metrics, slice_metrics
 from include.ct.simulate import (
     ALWAYS_DEPLOY,
+    BASELINES,
     GATED,
     LEVEL0,
     ORACLE,
     PIPELINE_POLICIES,
     POLICIES,
     REPORT_NAME,
+    Answers,
+    LibraryPolicies,
+    PipelineRun,
     Scenario,
     SimulationResult,
     _Scored,
+    batch_day,
     claims,
     log_to_mlflow,
     main,
+    pipeline_record,
     run_fast,
+    stream,
+    window_days,
     write_report,
 )
 from include.ct.train import build_pipeline, coerce_to_schema
@@ -222,3 +232,183 @@ def test_concept_flip_changes_only_who_churns() -> None:
     assert flipped.drop(columns="churned").equals(base.drop(columns="churned"))
     by_region = flipped.groupby("region")["churned"].mean()
     assert by_region["south"] > by_region["north"] + 0.2  # region now drives churn
+
+
+# --- full mode: the pure parts (the harness itself runs real services: python -m bench.simulation)
+
+
+def real_run(**overrides: Any) -> PipelineRun:
+    """A DAG run that trained, was promoted and deployed version 2; override to vary it."""
+    fields: dict[str, Any] = {
+        "run_id": "manual__2026-01-05",
+        "state": "success",
+        "tasks": {
+            t: "success" for t in ("extract", "validate", "train", "evaluate", "gate", "register", "deploy")
+        },
+        "pending": ["day_0003.csv", "day_0004.csv"],
+        "trigger": "new_data",
+        "reason": "simulation day 4: batches of days 3, 4 arrived",
+        "seconds": 41.5,
+        "decision": {
+            "promote": True,
+            "reasons": ["clears", "beats v1"],
+            "challenger": 0.81,
+            "champion": 0.78,
+        },
+        "version": "2",
+        "champion": "2",
+        "training_days": [1, 3, 4],
+    }
+    return PipelineRun(**{**fields, **overrides})
+
+
+def record_of(run: PipelineRun) -> Any:
+    return pipeline_record(
+        run, day=4, value=0.7, holdout_value=0.71, served_version=1, waiting=[(5, 7)], events=["drift 0.50"]
+    )
+
+
+def test_a_promoted_and_deployed_run_is_a_promotion() -> None:
+    record = record_of(real_run())
+    assert (record.policy, record.outcome, record.served_version) == (GATED, "promoted", 1)
+    assert (record.challenger_value, record.champion_value) == (0.81, 0.78)
+    assert record.decision_reasons == ["clears", "beats v1"]
+    assert (record.new_days, record.training_days, record.run_seconds) == ([3, 4], [1, 3, 4], 41.5)
+    assert record.trigger == "new_data" and "days 3, 4" in record.reason
+
+
+def test_a_gate_rejection_keeps_its_reasons() -> None:
+    tasks = {**real_run().tasks, "register": "skipped", "deploy": "skipped"}
+    decision = {"promote": False, "reasons": ["worse than v1"], "challenger": 0.7, "champion": float("nan")}
+    record = record_of(real_run(tasks=tasks, decision=decision, version=None, champion="1"))
+    assert record.outcome == "rejected"
+    assert record.decision_reasons == ["worse than v1"]
+    assert record.challenger_value == 0.7 and record.champion_value is None  # NaN: undefined
+
+
+def test_a_broken_batch_is_quarantined_and_a_quiet_day_skipped() -> None:
+    failed = {"extract": "success", "validate": "failed", "train": "upstream_failed"}
+    record = record_of(
+        real_run(
+            state="failed", tasks=failed, decision=None, quarantined={"day_0004.csv": "column 'x' rule type"}
+        )
+    )
+    assert (record.outcome, record.quarantined_days, record.new_days) == ("quarantined", [4], [3, 4])
+    assert "day_0004.csv: column 'x' rule type" in record.reason
+    quiet = record_of(real_run(tasks={"extract": "skipped"}, pending=[], decision=None))
+    assert (quiet.outcome, quiet.trigger) == ("skipped", "none")
+    assert quiet.reason == "no new labelled batch (waiting for labels: day 5 due day 7)"
+
+
+def test_a_promotion_that_did_not_deploy_is_a_failure() -> None:
+    rolled_back = real_run(
+        state="failed",
+        tasks={**real_run().tasks, "deploy": "failed"},
+        champion="1",
+        version_tags={"ct.decision": "rolled_back", "ct.decision_reason": "p95 latency 180 ms over 100 ms"},
+    )
+    record = record_of(rolled_back)
+    assert record.outcome == "failed"
+    assert "version 2 did not become champion (rolled_back, deploy failed): p95 latency" in record.reason
+    assert record.challenger_value == 0.81  # the gate's numbers stay on the record
+    crashed = record_of(
+        real_run(
+            state="failed",
+            tasks={"extract": "success", "validate": "success", "train": "failed"},
+            decision=None,
+            error="...\nMlflowException: connection refused\n",
+        )
+    )
+    assert crashed.outcome == "failed"
+    assert "tasks train failed" in crashed.reason and "connection refused" in crashed.reason
+
+
+def test_service_answers_score_like_the_model(churn: PipelineConfig) -> None:
+    train = coerce_to_schema(churn, datagen.churn_batch(600, day=1))
+    test = coerce_to_schema(churn, datagen.churn_batch(300, day=2))
+    model = (
+        build_pipeline(churn).set_params(model__max_iter=20).fit(train[churn.feature_names], train["churned"])
+    )
+    features = test[churn.feature_names]
+    # what the service answers over HTTP: plain lists in JSON, classes alongside
+    answers = Answers(
+        test.index, model.predict(features).tolist(), model.predict_proba(features).tolist(), [0, 1]
+    )
+    assert compute_metrics(churn, answers, features, test["churned"]) == compute_metrics(
+        churn, model, features, test["churned"]
+    )
+    assert not hasattr(Answers(test.index, [0] * len(test)), "predict_proba")
+
+
+def test_batch_days_and_training_windows() -> None:
+    assert [batch_day(n) for n in ("day_0007.csv", "/x/day_12.parquet", "other.csv")] == [7, 12, None]
+    assert window_days([[1], [3, 2], [4]], 2) == [2, 3, 4]
+    assert window_days([[1], [2]], None) == [1, 2]
+
+
+def test_library_policies_step_only_the_baselines(churn: PipelineConfig) -> None:
+    tiny = Scenario(
+        days=3, rows_per_day=200, drift_start=2, broken_day=3, concept_day=None, label_delay_start=None
+    )
+    config = fast_adapting(churn).model_copy(
+        update={"model": churn.model.model_copy(update={"params": {**churn.model.params, "max_iter": 20}})}
+    )
+    baselines = LibraryPolicies(config, tiny, BASELINES)
+    days = [baselines.step(today) for today in stream(config, tiny)]
+    assert [[r.policy for r in records] for records in days] == [[ORACLE, ALWAYS_DEPLOY, LEVEL0]] * 3
+    assert [r.outcome for r in days[2]] == ["trained", "quarantined", "kept"]
+    with pytest.raises(ValueError, match="unknown policies"):
+        LibraryPolicies(config, tiny, ["nope"])
+
+
+def test_full_mode_report_says_how_it_ran(result: SimulationResult, tmp_path: Path) -> None:
+    full = SimulationResult(
+        **{
+            **vars(result),
+            "mode": "full",
+            "records": [dataclasses.replace(r, run_seconds=30.0 + r.day) for r in result.records],
+            "run_info": {"airflow": "3.3.2", "mlflow": "3.17.2", "setup_seconds": 20.0, "cpus": 2},
+        }
+    )
+    text = write_report(full, tmp_path).read_text(encoding="utf-8")
+    assert "Full mode: the **gated** policy is the real pipeline" in text
+    assert "`airflow dags test`" in text and "Airflow 3.3.2" in text
+    assert f"DAG runs median {30 + (SHORT.days + 1) / 2:.0f} s" in text
+    assert "| 42 s |" in text  # the DAG run column
+    saved = json.loads((tmp_path / "simulation.json").read_text(encoding="utf-8"))
+    assert SimulationResult.from_dict(saved).run_info == full.run_info
+
+
+def test_simulation_harness_pieces(tmp_path: Path) -> None:
+    import sqlite3
+
+    from bench.simulation import PIPELINE, airflow_run_facts, parse_events, write_pipeline_config
+
+    assert parse_events(["broken_day=3", "label_delay_start=off"]) == {
+        "broken_day": "3",
+        "label_delay_start": None,
+    }
+    assert Scenario(days=5, **parse_events(["broken_day=3"])).broken_day == 3
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_events(["broken_day"])
+    copied = load_pipeline_config(write_pipeline_config(tmp_path, window=2, model_params={"max_iter": 20}))
+    assert (copied.name, copied.landing_path, copied.training.window) == (PIPELINE, f"landing/{PIPELINE}", 2)
+    assert copied.model.params["max_iter"] == 20 and copied.source.watch is False
+
+    database = tmp_path / "airflow.db"
+    with sqlite3.connect(database) as db:  # the columns of Airflow's tables that the harness reads
+        db.execute("CREATE TABLE dag_run (id INTEGER PRIMARY KEY, dag_id, run_id, state)")
+        db.execute("CREATE TABLE task_instance (dag_id, run_id, task_id, state, start_date, end_date)")
+        db.execute("INSERT INTO dag_run (dag_id, run_id, state) VALUES ('ct_x', 'old', 'success')")
+        db.execute("INSERT INTO dag_run (dag_id, run_id, state) VALUES ('ct_x', 'new', 'failed')")
+        db.executemany(
+            "INSERT INTO task_instance VALUES ('ct_x', 'new', ?, ?, ?, ?)",
+            [
+                ("extract", "success", "2026-01-05 10:00:00.000000", "2026-01-05 10:00:05.000000"),
+                ("validate", "failed", "2026-01-05 10:00:05.500000", "2026-01-05 10:00:12.500000"),
+                ("train", None, None, None),
+            ],
+        )
+    run_id, state, tasks, seconds = airflow_run_facts(database, "ct_x")
+    assert (run_id, state, seconds) == ("new", "failed", 12.5)
+    assert tasks == {"extract": "success", "validate": "failed", "train": "none"}
