@@ -64,6 +64,7 @@ from include.ct.simulate import (
     claims,
     log_to_mlflow,
     pipeline_record,
+    progress_logging,
     settings_of,
     stream,
     window_days,
@@ -786,18 +787,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _cli_logging() -> None:
-    """One progress line per day from this module; other libraries only warn."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.setLevel(logging.WARNING)  # GX pins some of its loggers at INFO
-    progress = logging.StreamHandler()
-    progress.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    log.addHandler(progress)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-
-
 if __name__ == "__main__":
-    _cli_logging()
+    progress_logging(log)
     sys.exit(main())

@@ -1214,18 +1214,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _cli_logging() -> None:
-    """One progress line per day; other libraries only warn (GX pins some of its loggers at INFO)."""
+def progress_logging(progress_log: logging.Logger = log) -> None:
+    """One progress line per day on ``progress_log``; other libraries only warn (GX pins some of
+    its loggers at INFO)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     for handler in logging.getLogger().handlers:
         handler.setLevel(logging.WARNING)
     progress = logging.StreamHandler()
     progress.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    log.addHandler(progress)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    progress_log.addHandler(progress)
+    progress_log.setLevel(logging.INFO)
+    progress_log.propagate = False
 
 
 if __name__ == "__main__":
-    _cli_logging()
+    progress_logging()
     sys.exit(main())
