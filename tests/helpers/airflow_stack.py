@@ -99,6 +99,26 @@ class AirflowStack:
             time.sleep(2)
         raise TimeoutError(f"{dag_id} was not parsed within {timeout} s\n{self.logs()}")
 
+    def wait_for_watcher(self, dag_id: str, timeout: float = 240) -> None:
+        """Wait until the triggerer runs the asset watcher of ``dag_id``.
+
+        Airflow creates a watcher's trigger only when the dag-processor next parses an unpaused
+        DAG, and a triggerer picks it up a loop later: data dropped before then is found by
+        whatever runs first (a schedule tick), not announced.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.query(
+                "SELECT 1 FROM asset_watcher w JOIN trigger t ON t.id = w.trigger_id "
+                "WHERE w.name = %s AND t.triggerer_id IS NOT NULL",
+                f"{dag_id}_data_watcher",
+            ):
+                time.sleep(3)  # the triggerer's next loop starts it; its first poll sees the zone
+                return
+            self._check_alive()
+            time.sleep(1)
+        raise TimeoutError(f"the watcher of {dag_id} was not running within {timeout} s\n{self.logs()}")
+
     def wait_for_runs(self, dag_id: str, count: int, timeout: float = 600) -> list[tuple[str, str, str]]:
         """Wait until ``count`` runs of ``dag_id`` have finished; return all runs."""
         deadline = time.monotonic() + timeout

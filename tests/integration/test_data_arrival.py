@@ -104,7 +104,7 @@ def test_a_dropped_batch_leads_to_exactly_one_run_that_consumes_it(stack: Airflo
     assert config.source.poll_seconds == 2
     stack.wait_for_dag("ct_arrivals")
     stack.cli("dags", "unpause", "ct_arrivals")
-    time.sleep(5)  # the watcher is running and has seen the empty landing zone
+    stack.wait_for_watcher("ct_arrivals")
     assert stack.runs("ct_arrivals") == []
     batch = datagen.write_batch(config, rows=2000)
 

@@ -76,7 +76,8 @@ def stack(
                 running.wait_for_dag(f"ct_{name}")
             for name in ("alpha", "beta"):
                 running.cli("dags", "unpause", f"ct_{name}")
-            time.sleep(5)  # the watchers have seen the empty landing zones
+            for name in ("alpha", "beta"):
+                running.wait_for_watcher(f"ct_{name}")
             yield running
 
 
@@ -207,6 +208,7 @@ def test_a_schedule_tick_and_a_data_arrival_at_once_train_once(
     config = find_pipeline_config("clock")
     stack.cli("dags", "unpause", "ct_clock")  # its latest tick runs at once and finds nothing
     try:
+        stack.wait_for_watcher("ct_clock")
         # 10 s before a tick: the watcher announces the batch just before the schedule fires.
         time.sleep((50 - datetime.now(UTC).second) % 60)
         batch = datagen.write_batch(config, rows=3000)
