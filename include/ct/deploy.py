@@ -223,13 +223,22 @@ def wait_for_version(service: ServiceClient, name: str, version: str, timeout: f
 
 
 def json_records(config: PipelineConfig, frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as JSON-ready records of the schema's features (NaN becomes null)."""
+    """Rows as JSON-ready records of the schema's features (NaN becomes null).
+
+    An integer feature with missing values is stored as float (14.0); it goes out as 14, since
+    the service's schema-strict integer fields refuse 14.0.
+    """
+    integers = {name for name, spec in config.features.items() if spec.type == "integer"}
     records = []
     for row in frame[config.feature_names].to_dict(orient="records"):
-        record = {}
+        record: dict[str, Any] = {}
         for key, value in row.items():
             plain = value.item() if hasattr(value, "item") else value
-            record[str(key)] = None if isinstance(plain, float) and math.isnan(plain) else plain
+            if isinstance(plain, float) and math.isnan(plain):
+                plain = None
+            elif key in integers and isinstance(plain, float) and plain.is_integer():
+                plain = int(plain)
+            record[str(key)] = plain
         records.append(record)
     return records
 
