@@ -13,7 +13,8 @@ from typing import Any
 from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import DAG
 
-from ct_airflow.operators import MonitorOperator, RetrainTriggerOperator
+from ct_airflow.operators import MonitorOperator
+from ct_airflow.retrain import RetrainTriggerOperator
 from include.ct.config import PipelineConfig, iter_pipeline_configs
 
 MONITOR_DOC = """

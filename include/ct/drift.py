@@ -83,6 +83,22 @@ def drifted_features(scores: dict[str, float], threshold: float) -> list[str]:
     return [name for name, value in sorted(scores.items(), key=lambda kv: -kv[1]) if value > threshold]
 
 
+def read_features(config: PipelineConfig, parts: list[str]) -> pd.DataFrame:
+    """The feature columns of every Parquet part as one frame: the only copy drift needs.
+
+    Built a column at a time, so besides the result only one column's parts are held, never
+    the whole batches plus their concatenation.
+    """
+    features = list(config.features)
+    if not parts:
+        return pd.DataFrame(columns=features)
+    columns = [
+        pd.concat([pd.read_parquet(part, columns=[name])[name] for part in parts], ignore_index=True)
+        for name in features
+    ]
+    return pd.concat(columns, axis=1)
+
+
 def value_skew_against_champion(config: PipelineConfig, frame: pd.DataFrame) -> dict[str, Any]:
     """PSI of ``frame`` against the serving champion's training reference (recorded, not gating)."""
     from include.ct import registry

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -150,9 +149,7 @@ class ValidateDataOperator(_SnapshotOperator):
     ui_color = "#fdf1e8"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        import pandas as pd
-
-        from include.ct.drift import value_skew_against_champion
+        from include.ct.drift import read_features, value_skew_against_champion
         from include.ct.extract import Snapshot
         from include.ct.validate import DataValidationError, validate_snapshot
 
@@ -167,8 +164,8 @@ class ValidateDataOperator(_SnapshotOperator):
         except DataValidationError as exc:
             # Retrying cannot fix the data: fail now, the batch is already in quarantine.
             raise AirflowFailException(str(exc)) from exc
-        frames = [pd.read_parquet(f"{snapshot.path}/{b.part}") for b in snapshot.batches if b.part]
-        skew = value_skew_against_champion(config, pd.concat(frames, ignore_index=True))
+        parts = [f"{snapshot.path}/{b.part}" for b in snapshot.batches if b.part]
+        skew = value_skew_against_champion(config, read_features(config, parts))
         if skew["drifted"]:
             self.log.warning(
                 "Value skew against champion v%s (PSI > %s): %s",
@@ -379,9 +376,3 @@ class MonitorOperator(_PipelineOperator):
         url = record(config, report, lineage) if report.champion else None
         context["ti"].xcom_push(key=MLFLOW_RUN_URL, value=url or "")
         return report.to_dict()
-
-
-class RetrainTriggerOperator(TriggerDagRunOperator):
-    """Start ``ct_<name>`` with the monitor's reason in the run conf and the run note."""
-
-    template_fields: Sequence[str] = (*TriggerDagRunOperator.template_fields, "note")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
-from include.ct.drift import drifted_features, feature_drift, reference_profile
+from include.ct.drift import drifted_features, feature_drift, read_features, reference_profile
 
 
 def test_generator_is_seeded_and_realistic() -> None:
@@ -33,3 +35,14 @@ def test_next_day_counts_every_folder(churn: PipelineConfig) -> None:
     datagen.write_batch(churn, rows=10)
     datagen.write_batch(churn, rows=10, day=7)
     assert datagen.next_day(churn) == 8
+
+
+def test_read_features_reads_only_the_features_of_every_part(churn: PipelineConfig, tmp_path: Path) -> None:
+    parts = []
+    for day in (1, 2):
+        path = tmp_path / f"part-{day}.parquet"
+        datagen.churn_batch(50, day=day).to_parquet(path)
+        parts.append(str(path))
+    frame = read_features(churn, parts)
+    assert list(frame.columns) == list(churn.features) and len(frame) == 100
+    assert read_features(churn, []).empty
