@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -116,6 +116,14 @@ class TrainingSpec(_Strict):
 
     test_size: float = Field(default=0.25, gt=0, lt=1)
     window: int | None = Field(default=None, ge=1, description="most recent accepted snapshots")
+    recent_windows: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list,
+        description="shorter windows (newest N snapshots) tried against the full one; the one that "
+        "best predicts the newest rows is trained (quick recovery after a concept change)",
+    )
+    recent_window_margin: float = Field(
+        default=0.01, ge=0, description="how much a shorter window must beat the full one by"
+    )
     random_state: int = 42
 
 

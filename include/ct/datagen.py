@@ -187,13 +187,16 @@ def write_batch(
     seed: int = 0,
     drift: float = 0.0,
     label_drift: float = 0.0,
+    concept_flip: float = 0.0,
     breakage: str | None = None,
     fmt: str = "csv",
 ) -> Path:
     """Generate one day's batch and drop it atomically into the pipeline's landing zone."""
     day = next_day(config) if day is None else day
     if config.name == "churn":
-        frame = churn_batch(rows, day=day, seed=seed, drift=drift, label_drift=label_drift)
+        frame = churn_batch(
+            rows, day=day, seed=seed, drift=drift, label_drift=label_drift, concept_flip=concept_flip
+        )
         frame = frame[[*config.features, config.target, *([config.timestamp] if config.timestamp else [])]]
     else:
         frame = schema_batch(config, rows, day=day, seed=seed, drift=drift)

@@ -23,15 +23,46 @@ from include.ct.train import coerce_to_schema
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Scores:
+    """One prediction pass over some rows: labels (or values) and class probabilities."""
+
+    predicted: np.ndarray
+    probabilities: np.ndarray | None = None
+    classes: list[Any] | None = None
+
+    def take(self, rows: np.ndarray) -> Scores:
+        """The scores of the rows at positions ``rows``."""
+        probabilities = None if self.probabilities is None else self.probabilities[rows]
+        return Scores(self.predicted[rows], probabilities, self.classes)
+
+
+def score(config: PipelineConfig, model: Any, features: pd.DataFrame) -> Scores:
+    """Predict ``features`` once; classifiers with probabilities take labels from their argmax."""
+    if config.task == "regression":
+        return Scores(np.asarray(model.predict(features), dtype=float))
+    classes = list(model.classes_)
+    if hasattr(model, "predict_proba"):
+        probabilities = np.asarray(model.predict_proba(features))
+        predicted = np.asarray(model.classes_)[probabilities.argmax(axis=1)]
+        return Scores(predicted, probabilities, classes)
+    return Scores(np.asarray(model.predict(features)), None, classes)
+
+
 def compute_metrics(
     config: PipelineConfig, model: Any, features: pd.DataFrame, target: pd.Series
 ) -> dict[str, float]:
     """Every metric of the config for ``model`` on the given rows (NaN where undefined)."""
+    return metrics_of_scores(config, score(config, model, features), target)
+
+
+def metrics_of_scores(config: PipelineConfig, scores: Scores, target: pd.Series) -> dict[str, float]:
+    """Every metric of the config from one prediction pass (NaN where undefined)."""
     from sklearn import metrics as skm
 
     results: dict[str, float] = {}
     if config.task == "regression":
-        predicted = np.asarray(model.predict(features), dtype=float)
+        predicted = scores.predicted
         actual = np.asarray(target, dtype=float)
         for metric in config.all_metrics:
             if metric == "rmse":
@@ -42,10 +73,10 @@ def compute_metrics(
                 results[metric] = float(skm.r2_score(actual, predicted)) if len(actual) > 1 else math.nan
         return results
 
-    predicted = model.predict(features)
-    classes = list(model.classes_)
+    predicted = scores.predicted
+    classes = list(scores.classes or [])
     binary = len(classes) == 2
-    probabilities = model.predict_proba(features) if hasattr(model, "predict_proba") else None
+    probabilities = scores.probabilities
     single_class = pd.Series(target).nunique() < 2
     for metric in config.all_metrics:
         if metric == "accuracy":
@@ -78,17 +109,26 @@ def compute_metrics(
     return results
 
 
-def slice_metrics(config: PipelineConfig, model: Any, test: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """The primary metric on every slice value with enough rows, keyed ``column=value``."""
+def slice_metrics(
+    config: PipelineConfig, model: Any, test: pd.DataFrame, *, scores: Scores | None = None
+) -> dict[str, dict[str, float]]:
+    """The primary metric on every slice value with enough rows, keyed ``column=value``.
+
+    ``scores`` (one pass over ``test``) avoids predicting every slice again.
+    """
+    if scores is None:
+        scores = score(config, model, test[config.feature_names])
     results: dict[str, dict[str, float]] = {}
-    features = config.feature_names
     for column in config.slices:
-        for value, rows in test.groupby(column, dropna=False, observed=True):
-            if len(rows) < config.promotion.min_slice_rows:
+        for value, positions in (
+            test.reset_index(drop=True).groupby(column, dropna=False, observed=True).indices.items()
+        ):
+            if len(positions) < config.promotion.min_slice_rows:
                 continue
-            score = compute_metrics(config, model, rows[features], rows[config.target])[config.metric]
-            if not math.isnan(score):
-                results[f"{column}={value}"] = {config.metric: score, "rows": float(len(rows))}
+            target = test[config.target].iloc[positions]
+            metric = metrics_of_scores(config, scores.take(positions), target)[config.metric]
+            if not math.isnan(metric):
+                results[f"{column}={value}"] = {config.metric: metric, "rows": float(len(positions))}
     return results
 
 
@@ -180,7 +220,7 @@ def decide(
         )
     else:
         decision.reasons.append(
-            f"{metric} {value:.4f} is {better} champion v{champion_version} "
+            f"{metric} {value:.4f} is {better if improvement >= 0 else worse} champion v{champion_version} "
             f"{decision.champion:.4f} by {abs(improvement):.4f} (margin {margin})"
         )
     for slice_key, champ_slice in (champion_slices or {}).items():
@@ -213,8 +253,9 @@ def evaluate_challenger(
     test = coerce_to_schema(config, pd.read_parquet(test_path))
     features = config.feature_names
     challenger_model = registry.load_model(f"runs:/{run_id}/model")
-    challenger = compute_metrics(config, challenger_model, test[features], test[config.target])
-    challenger_slices = slice_metrics(config, challenger_model, test)
+    challenger_scores = score(config, challenger_model, test[features])
+    challenger = metrics_of_scores(config, challenger_scores, test[config.target])
+    challenger_slices = slice_metrics(config, challenger_model, test, scores=challenger_scores)
 
     champion_version = registry.get_champion(config)
     champion: dict[str, float] | None = None
@@ -240,8 +281,9 @@ def evaluate_challenger(
             champion_model = registry.load_model(
                 f"models:/{config.registered_model_name}/{champion_version.version}"
             )
-            champion = compute_metrics(config, champion_model, test[features], test[config.target])
-            champion_slices = slice_metrics(config, champion_model, test)
+            champion_scores = score(config, champion_model, test[features])
+            champion = metrics_of_scores(config, champion_scores, test[config.target])
+            champion_slices = slice_metrics(config, champion_model, test, scores=champion_scores)
         except Exception as exc:  # noqa: BLE001 - e.g. the schema changed since the champion
             extra_reason = f"champion v{champion_version.version} could not be scored ({exc})"
             log.warning(extra_reason)

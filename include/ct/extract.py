@@ -288,19 +288,30 @@ def accepted_versions(config: PipelineConfig) -> list[str]:
     return [record["data_version"] for record in records]
 
 
-def load_training_data(config: PipelineConfig) -> tuple[pd.DataFrame, str, list[str]]:
-    """All accepted snapshots inside the training window, their combined version and members."""
+def load_training_snapshots(config: PipelineConfig) -> list[tuple[str, pd.DataFrame]]:
+    """(data version, rows) of each accepted snapshot inside the training window, oldest first."""
     versions = accepted_versions(config)
     if config.training.window:
         versions = versions[-config.training.window :]
     if not versions:
         raise NoNewDataError(f"pipeline '{config.name}' has no accepted data yet")
     paths = pipeline_paths(config)
-    frames = []
+    snapshots = []
     for version in versions:
         snapshot = Snapshot.from_dict(_read_json(paths.snapshots / version / MANIFEST))
-        for batch in snapshot.batches:
-            if batch.part:
-                frames.append(pd.read_parquet(Path(snapshot.path) / batch.part))
-    frame = pd.concat(frames, ignore_index=True)
+        parts = [
+            pd.read_parquet(Path(snapshot.path) / batch.part) for batch in snapshot.batches if batch.part
+        ]
+        if parts:  # an unreadable batch has no part: it was quarantined, not accepted
+            snapshots.append((version, pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]))
+    if not snapshots:
+        raise NoNewDataError(f"pipeline '{config.name}' has no readable accepted data")
+    return snapshots
+
+
+def load_training_data(config: PipelineConfig) -> tuple[pd.DataFrame, str, list[str]]:
+    """All accepted snapshots inside the training window, their combined version and members."""
+    snapshots = load_training_snapshots(config)
+    versions = [version for version, _ in snapshots]
+    frame = pd.concat([rows for _, rows in snapshots], ignore_index=True)
     return frame, accepted_set_version(versions), versions

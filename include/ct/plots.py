@@ -11,7 +11,7 @@ import pandas as pd
 from include.ct.config import PipelineConfig
 
 if TYPE_CHECKING:
-    from include.ct.evaluate import GateDecision
+    from include.ct.evaluate import GateDecision, Scores
 
 
 def _pyplot() -> Any:
@@ -23,25 +23,39 @@ def _pyplot() -> Any:
     return plt
 
 
-def training_plots(config: PipelineConfig, model: Any, test: pd.DataFrame, out: Path) -> list[Path]:
-    """Confusion matrix and ROC curve (classification) or predicted-vs-actual (regression)."""
+def training_plots(
+    config: PipelineConfig, model: Any, test: pd.DataFrame, out: Path, *, scores: Scores | None = None
+) -> list[Path]:
+    """Confusion matrix and ROC curve (classification) or predicted-vs-actual (regression).
+
+    ``scores`` (the held-out predictions already made for the metrics) avoids predicting again.
+    """
+    from include.ct.evaluate import score
+
     plt = _pyplot()
-    features, target = test[config.feature_names], test[config.target]
+    target = test[config.target]
+    if scores is None:
+        scores = score(config, model, test[config.feature_names])
     paths: list[Path] = []
     if config.task == "classification":
         from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
+        classes = list(scores.classes or model.classes_)
         fig, ax = plt.subplots(figsize=(5, 4))
-        ConfusionMatrixDisplay.from_estimator(model, features, target, ax=ax, colorbar=False)
+        ConfusionMatrixDisplay.from_predictions(
+            target, scores.predicted, labels=classes, ax=ax, colorbar=False
+        )
         ax.set_title(f"{config.name}: confusion matrix (held-out)")
         paths.append(_save(fig, out / "confusion_matrix.png"))
-        if len(model.classes_) == 2 and target.nunique() == 2:
+        if len(classes) == 2 and target.nunique() == 2 and scores.probabilities is not None:
             fig, ax = plt.subplots(figsize=(5, 4))
-            RocCurveDisplay.from_estimator(model, features, target, ax=ax)
+            RocCurveDisplay.from_predictions(
+                target, scores.probabilities[:, 1], pos_label=classes[1], ax=ax, name=type(model).__name__
+            )
             ax.set_title(f"{config.name}: ROC curve (held-out)")
             paths.append(_save(fig, out / "roc_curve.png"))
     else:
-        predicted = np.asarray(model.predict(features), dtype=float)
+        predicted = scores.predicted
         actual = np.asarray(target, dtype=float)
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
         left.scatter(actual, predicted, s=6, alpha=0.5)

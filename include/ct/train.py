@@ -13,13 +13,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from include.ct import registry
 from include.ct.config import PipelineConfig
 from include.ct.drift import reference_profile
-from include.ct.extract import load_training_data
+from include.ct.extract import accepted_set_version, load_training_snapshots
 from include.ct.storage import pipeline_paths, write_json_atomic
+from include.ct.window import WindowChoice, choose_window
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,12 @@ def coerce_features(config: PipelineConfig, frame: pd.DataFrame) -> pd.DataFrame
             out[name] = pd.to_numeric(column).astype("float64")
         elif spec.type == "boolean":
             out[name] = column.astype(bool)
-        else:
-            out[name] = column.astype(object).where(column.notna(), None)
+        else:  # object dtype with None for missing; one shared object per distinct value
+            values = pd.Categorical(column)
+            lookup = np.empty(len(values.categories) + 1, dtype=object)
+            lookup[:-1] = values.categories.tolist()
+            lookup[-1] = None  # code -1: missing
+            out[name] = pd.Series(lookup[values.codes], index=frame.index, dtype=object)
     return out
 
 
@@ -90,8 +96,38 @@ def split(config: PipelineConfig, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd
     return train, test
 
 
+def _tree_preprocess(config: PipelineConfig) -> Any:
+    """Numbers as they are (NaN kept) and categories as ordinal codes: what gradient boosting needs.
+
+    Histogram trees split codes as numbers, so no one-hot block multiplies the columns, and the
+    output is one float64 matrix the estimator uses without another conversion copy.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+
+    numeric = [n for n, s in config.features.items() if s.is_numeric]
+    categorical = [n for n, s in config.features.items() if not s.is_numeric]
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if numeric:
+        transformers.append(("numeric", FunctionTransformer(feature_names_out="one-to-one"), numeric))
+    if categorical:
+        declared = [list(config.features[n].values or [False, True]) for n in categorical]
+        encoder = OrdinalEncoder(
+            categories=declared,  # every category is declared (booleans: False, True)
+            handle_unknown="use_encoded_value",
+            unknown_value=np.nan,
+            encoded_missing_value=np.nan,
+        )
+        transformers.append(("categorical", encoder, categorical))
+    return ColumnTransformer(transformers, remainder="drop")
+
+
 def build_pipeline(config: PipelineConfig) -> Any:
-    """Preprocessing (impute, scale, one-hot) and the configured estimator as one Pipeline."""
+    """Preprocessing and the configured estimator as one (ColumnTransformer, estimator) Pipeline.
+
+    Linear models and forests get impute + scale + one-hot; gradient boosting gets raw numbers
+    and ordinal codes (it handles missing values itself).
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import (
         HistGradientBoostingClassifier,
@@ -140,12 +176,111 @@ def build_pipeline(config: PipelineConfig) -> Any:
     estimator_class = estimators[(config.task, config.model.type)]
     if "random_state" in estimator_class().get_params():
         params.setdefault("random_state", config.training.random_state)
-    return Pipeline(
-        [
-            ("preprocess", ColumnTransformer(transformers, remainder="drop")),
-            ("model", estimator_class(**params)),
-        ]
+    if config.model.type == "hist_gradient_boosting":
+        preprocess = _tree_preprocess(config)
+    else:
+        preprocess = ColumnTransformer(transformers, remainder="drop")
+    return Pipeline([("preprocess", preprocess), ("model", estimator_class(**params))])
+
+
+def _uses_validation_split(model: Any, rows: int) -> bool:
+    """Whether gradient boosting would carve its own early-stopping split out of ``rows``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    if not isinstance(model, HistGradientBoostingClassifier | HistGradientBoostingRegressor):
+        return False
+    stopping = model.early_stopping
+    return bool(model.validation_fraction) and (stopping is True or (stopping == "auto" and rows > 10000))
+
+
+@dataclass
+class TrainingMatrix:
+    """The transformed training rows, and the early-stopping rows when the estimator uses them."""
+
+    x: Any
+    y: Any
+    x_val: Any = None
+    y_val: Any = None
+
+
+def training_matrix(config: PipelineConfig, pipeline: Any, train: pd.DataFrame) -> TrainingMatrix:
+    """Fit the preprocessing on ``train`` and return the estimator's input as float matrices.
+
+    For gradient boosting the preprocessing is stateless given the schema (declared categories),
+    so it is fitted on a few rows and the rows are transformed chunk by chunk straight into the
+    fit and early-stopping matrices (same fraction, stratified, seeded, as the estimator would
+    split): with the caller's frame dropped afterwards, one copy of the training set remains.
+    """
+    from sklearn.model_selection import train_test_split
+
+    preprocess, model = pipeline.steps[0][1], pipeline.steps[-1][1]
+    features, target = config.feature_names, train[config.target]
+    labels = target.to_numpy()
+    if config.model.type != "hist_gradient_boosting":
+        return TrainingMatrix(preprocess.fit_transform(train[features], target), labels)
+    preprocess.fit(train[features].head(1000), labels[:1000])
+    if not _uses_validation_split(model, len(train)):
+        return TrainingMatrix(_transform_rows(preprocess, train[features], np.arange(len(train))), labels)
+    stratify = None
+    if config.task == "classification" and target.value_counts().min() >= 2:
+        stratify = labels
+    fit_rows, val_rows = train_test_split(
+        np.arange(len(labels)),
+        test_size=model.validation_fraction,
+        stratify=stratify,
+        random_state=config.training.random_state,
     )
+    fit_rows.sort()
+    val_rows.sort()
+    return TrainingMatrix(
+        _transform_rows(preprocess, train[features], fit_rows),
+        labels[fit_rows],
+        _transform_rows(preprocess, train[features], val_rows),
+        labels[val_rows],
+    )
+
+
+def _transform_rows(preprocess: Any, frame: pd.DataFrame, rows: Any, chunk: int = 1 << 18) -> Any:
+    """``preprocess.transform`` of ``frame``'s rows at positions ``rows``, filled chunk by chunk."""
+    width = preprocess.transform(frame.head(1)).shape[1]
+    out = np.empty((len(rows), width), dtype=np.float64)
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        out[start : start + len(part)] = preprocess.transform(frame.iloc[part])
+    return out
+
+
+def fit_estimator(pipeline: Any, data: TrainingMatrix) -> Any:
+    """Fit the Pipeline's estimator on an already transformed matrix; returns the fitted Pipeline."""
+    model = pipeline.steps[-1][1]
+    if data.x_val is not None:
+        model.fit(data.x, data.y, X_val=data.x_val, y_val=data.y_val)
+    else:
+        model.fit(data.x, data.y)
+    return pipeline
+
+
+def fit_pipeline(config: PipelineConfig, pipeline: Any, train: pd.DataFrame) -> Any:
+    """Fit ``pipeline`` on ``train`` the way training does (one matrix, explicit validation rows)."""
+    return fit_estimator(pipeline, training_matrix(config, pipeline, train))
+
+
+def dataset_digest(frame: pd.DataFrame) -> str:
+    """A content digest from per-column summaries, cheap on millions of rows (for MLflow inputs)."""
+    import hashlib
+
+    parts = [str(len(frame))]
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            column = (column - column.min()).dt.total_seconds()
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            values = column.to_numpy(dtype="float64", na_value=np.nan)
+            parts.append(f"{name}:{np.nansum(values)!r}:{np.nansum(values * values)!r}:{column.isna().sum()}")
+        else:
+            counts = sorted((str(k), int(v)) for k, v in column.value_counts(dropna=False).items())
+            parts.append(f"{name}:{counts!r}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 def _pip_requirements() -> list[str]:
@@ -173,10 +308,12 @@ def train_challenger(config: PipelineConfig, lineage: registry.Lineage) -> Train
     import mlflow.data
     from mlflow.models import infer_signature
 
-    from include.ct.evaluate import compute_metrics
+    from include.ct.evaluate import metrics_of_scores, score
     from include.ct.plots import training_plots
 
-    raw, training_version, versions = load_training_data(config)
+    snapshots = load_training_snapshots(config)
+    versions = [version for version, _ in snapshots]
+    training_version = accepted_set_version(versions)  # what was available: a retry finds its run
     lineage = registry.Lineage(**{**asdict(lineage), "training_data_version": training_version})
     paths = pipeline_paths(config)
     split_dir = paths.splits / training_version
@@ -198,8 +335,16 @@ def train_challenger(config: PipelineConfig, lineage: registry.Lineage) -> Train
         )
 
     registry.close_abandoned_training_runs(config, lineage)
+    window = _training_window(config, snapshots)
+    used = snapshots[len(snapshots) - window.snapshots :]
+    del snapshots
+    raw = used[0][1] if len(used) == 1 else pd.concat([rows for _, rows in used], ignore_index=True)
+    used_versions = [version for version, _ in used]
+    del used
     frame = coerce_to_schema(config, raw)
+    del raw
     train, test = split(config, frame)
+    del frame
     split_dir.mkdir(parents=True, exist_ok=True)
     if not test_path.exists():  # the split is seeded, so a retry writes the same rows
         tmp = split_dir / ".test.parquet.tmp"
@@ -210,16 +355,22 @@ def train_challenger(config: PipelineConfig, lineage: registry.Lineage) -> Train
     pipeline = build_pipeline(config)
     experiment_id = registry.ensure_experiment(config)
     log.info(
-        "Training %s on %d rows (%d accepted snapshots), holding out %d",
+        "Training %s on %d rows (%d of %d accepted snapshots), holding out %d",
         config.model.type,
         len(train),
+        len(used_versions),
         len(versions),
         len(test),
     )
     with mlflow.start_run(
         experiment_id=experiment_id,
         run_name=f"{config.name}-{training_version[:8]}",
-        tags={**lineage.tags(), "mlflow.note.content": _run_note(config, lineage)},
+        tags={
+            **lineage.tags(),
+            "mlflow.note.content": _run_note(config, lineage),
+            "ct.training_versions": ",".join(used_versions),
+            "ct.window_choice": window.reason[:5000],
+        },
     ) as run:
         mlflow.log_params(
             {
@@ -229,31 +380,50 @@ def train_challenger(config: PipelineConfig, lineage: registry.Lineage) -> Train
                 "train_rows": len(train),
                 "test_rows": len(test),
                 "features": ",".join(features),
-                "snapshots": len(versions),
+                "snapshots": len(used_versions),
+                "snapshots_available": len(versions),
                 "split": "time" if config.timestamp else "random",
             }
         )
         mlflow.log_input(
             mlflow.data.from_pandas(
-                train, source=str(paths.snapshots), targets=config.target, name=f"{config.name}-train"
+                train,
+                source=str(paths.snapshots),
+                targets=config.target,
+                name=f"{config.name}-train",
+                digest=dataset_digest(train),
             ),
             context="training",
         )
         mlflow.log_input(
             mlflow.data.from_pandas(
-                test, source=str(test_path), targets=config.target, name=f"{config.name}-test"
+                test,
+                source=str(test_path),
+                targets=config.target,
+                name=f"{config.name}-test",
+                digest=dataset_digest(test),
             ),
             context="evaluation",
         )
+        example = train[features].head(5).copy()
+        train_rows = len(train)
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            profile_path = Path(tmp_dir) / "profile.json"
+            write_json_atomic(profile_path, reference_profile(config, train))
+            mlflow.log_artifact(str(profile_path), artifact_path="reference")
         started = time.perf_counter()
-        pipeline.fit(train[features], train[config.target])
+        data = training_matrix(config, pipeline, train)
+        del train  # from here the matrix is the only copy of the training rows
+        fit_estimator(pipeline, data)
+        del data
         fit_seconds = time.perf_counter() - started
         log.info("Fitted in %.1f s", fit_seconds)
-        metrics = compute_metrics(config, pipeline, test[features], test[config.target])
+        scores = score(config, pipeline, test[features])
+        metrics = metrics_of_scores(config, scores, test[config.target])
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         mlflow.log_metric("fit_seconds", fit_seconds)
+        mlflow.log_metrics({f"window_probe_{count}": value for count, value in window.scores.items()})
 
-        example = train[features].head(5)
         signature = infer_signature(example, pipeline.predict(example))
         mlflow.sklearn.log_model(
             pipeline,
@@ -265,10 +435,7 @@ def train_challenger(config: PipelineConfig, lineage: registry.Lineage) -> Train
             skops_trusted_types=_skops_trusted_types(pipeline),
         )
         with tempfile.TemporaryDirectory() as tmp_dir:
-            profile_path = Path(tmp_dir) / "profile.json"
-            write_json_atomic(profile_path, reference_profile(config, train))
-            mlflow.log_artifact(str(profile_path), artifact_path="reference")
-            for plot in training_plots(config, pipeline, test, Path(tmp_dir)):
+            for plot in training_plots(config, pipeline, test, Path(tmp_dir), scores=scores):
                 mlflow.log_artifact(str(plot), artifact_path="plots")
         run_id = run.info.run_id
     log.info("Logged run %s with test metrics %s", run_id, metrics)
@@ -277,11 +444,18 @@ def train_challenger(config: PipelineConfig, lineage: registry.Lineage) -> Train
         experiment_id=experiment_id,
         training_data_version=training_version,
         test_path=str(test_path),
-        train_rows=len(train),
+        train_rows=train_rows,
         test_rows=len(test),
         metrics=metrics,
         run_url=registry.run_url(experiment_id, run_id),
     )
+
+
+def _training_window(config: PipelineConfig, snapshots: list[tuple[str, pd.DataFrame]]) -> WindowChoice:
+    """How many newest snapshots to train on: all of them unless ``training.recent_windows`` says."""
+    if not config.training.recent_windows or len(snapshots) < 2:
+        return WindowChoice(len(snapshots), len(snapshots), reason=f"all {len(snapshots)} snapshot(s)")
+    return choose_window(config, [coerce_to_schema(config, rows) for _, rows in snapshots])
 
 
 def _run_note(config: PipelineConfig, lineage: registry.Lineage) -> str:

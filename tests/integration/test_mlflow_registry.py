@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from include.ct import datagen, registry
 from include.ct.config import find_pipeline_config
 from include.ct.deploy import DeployResult, deploy_version, register_candidate
-from include.ct.extract import extract
+from include.ct.extract import accepted_versions, extract
 from include.ct.train import train_challenger
 from include.ct.validate import validate_snapshot
 from tests.helpers.fixtures import MlflowServer
@@ -59,3 +59,36 @@ def test_retries_never_duplicate_runs_versions_or_alias_moves(
     assert champion.version == "2"
     assert champion.tags["ct.previous_champion"] == "1"
     assert registry.get_champion(config).version == "2"  # type: ignore[union-attr]
+
+
+def test_after_a_concept_change_the_challenger_trains_on_the_new_snapshot_alone(
+    mlflow_server: MlflowServer, data_dir: Path
+) -> None:
+    """``training.recent_windows``: the window that best predicts the newest rows is trained,
+    and the MLflow run says which snapshots it used and why."""
+    churn = find_pipeline_config("churn")
+    config = churn.model_copy(
+        update={
+            "training": churn.training.model_copy(update={"recent_windows": [1]}),
+            "model": churn.model.model_copy(update={"params": {**churn.model.params, "max_iter": 40}}),
+        }
+    )
+    versions = []
+    for day, flip in ((1, 0.0), (2, 0.0), (3, 0.0), (4, 1.0)):
+        datagen.write_batch(config, day=day, rows=1500, seed=5, concept_flip=flip)
+        snapshot = extract(config)
+        validate_snapshot(config, snapshot)
+        versions.append(snapshot.data_version)
+    lineage = registry.Lineage(
+        pipeline="churn", dag_id="ct_churn", run_id="manual__flip", data_version=versions[-1]
+    )
+    trained = train_challenger(config, lineage)
+
+    available = len(accepted_versions(config))  # the module's data folder holds earlier snapshots too
+    run = MlflowClient(tracking_uri=mlflow_server.url).get_run(trained.run_id)
+    assert run.data.tags["ct.training_versions"] == versions[-1]
+    assert run.data.tags["ct.window_choice"].startswith(f"newest 1 of {available} snapshots"), run.data.tags
+    assert (run.data.params["snapshots"], run.data.params["snapshots_available"]) == ("1", str(available))
+    assert run.data.metrics["window_probe_1"] > run.data.metrics[f"window_probe_{available}"] + 0.1
+    assert trained.train_rows + trained.test_rows == 1500  # the split comes from that snapshot only
+    assert train_challenger(config, lineage).run_id == trained.run_id  # a retry reuses the run
