@@ -61,14 +61,17 @@ from include.ct.simulate import (
     SimulationResult,
     _fmt,
     _Scored,
+    add_training_arguments,
     claims,
     log_to_mlflow,
     pipeline_record,
     progress_logging,
     settings_of,
     stream,
+    training_overrides,
     window_days,
     with_params,
+    with_training,
     write_report,
 )
 from include.ct.storage import pipeline_paths
@@ -272,7 +275,7 @@ def _raise_on_sigterm() -> None:
 
 
 def write_pipeline_config(
-    folder: Path, *, window: int | None = None, model_params: Mapping[str, Any] | None = None
+    folder: Path, *, training: Mapping[str, Any] | None = None, model_params: Mapping[str, Any] | None = None
 ) -> Path:
     """A copy of the bundled churn config named ``sim_churn`` (own landing zone, DAG and model)."""
     source = BUNDLED_PIPELINES_DIR / f"{SOURCE_PIPELINE}.yaml"
@@ -282,8 +285,8 @@ def write_pipeline_config(
     data["source"] = {**data.get("source", {}), "path": f"landing/{PIPELINE}", "watch": False}
     data["schedule"] = None
     data["tags"] = [*data.get("tags", []), "simulation"]
-    if window:
-        data["training"] = {**data.get("training", {}), "window": window}
+    if training:
+        data["training"] = {**data.get("training", {}), **training}
     if model_params:
         data["model"] = {**data["model"], "params": {**data["model"].get("params", {}), **model_params}}
     folder.mkdir(parents=True, exist_ok=True)
@@ -396,16 +399,19 @@ def quarantine_reports(config: PipelineConfig) -> dict[str, str]:
     return found
 
 
-def training_days(config: PipelineConfig) -> list[int]:
-    """Traffic days in the training window: the batches of the last ``window`` accepted snapshots."""
+def training_days(config: PipelineConfig, used_versions: list[str] | None = None) -> list[int]:
+    """Traffic days a run trained on: the batches of the snapshots its MLflow run names
+    (``ct.training_versions``, the chosen window), else of the config's whole window."""
     from include.ct.simulate import batch_day
 
     accepted = pipeline_paths(config).accepted
     snapshots = []
     for data_version in accepted_versions(config):
+        if used_versions is not None and data_version not in used_versions:
+            continue
         marker = json.loads((accepted / f"{data_version}.json").read_text(encoding="utf-8"))
         snapshots.append([d for name in marker.get("batches", []) if (d := batch_day(name)) is not None])
-    return window_days(snapshots, config.training.window)
+    return window_days(snapshots, None if used_versions is not None else config.training.window)
 
 
 def mlflow_facts(client: Any, config: PipelineConfig, airflow_run_id: str) -> dict[str, Any]:
@@ -427,6 +433,8 @@ def mlflow_facts(client: Any, config: PipelineConfig, airflow_run_id: str) -> di
     run = decided[0]
     tags = run.data.tags
     facts.update(trigger=tags.get("ct.trigger"), reason=tags.get("ct.reason"), training_run=run.info.run_id)
+    if tags.get("ct.training_versions"):
+        facts["training_versions"] = tags["ct.training_versions"].split(",")
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = client.download_artifacts(run.info.run_id, "evaluation/decision.json", tmp)
@@ -479,7 +487,7 @@ def read_run(
         version=facts.get("version"),
         version_tags=dict(facts.get("version_tags") or {}),
         champion=facts.get("champion"),
-        training_days=training_days(config) if facts.get("decision") else [],
+        training_days=training_days(config, facts.get("training_versions")) if facts.get("decision") else [],
         error=error,
     )
 
@@ -510,7 +518,7 @@ def run_full(
     *,
     workdir: Path,
     out: Path,
-    window: int | None = None,
+    training: dict[str, Any] | None = None,
     model_params: dict[str, Any] | None = None,
 ) -> tuple[SimulationResult, Path]:
     """Full mode: the gated policy through real Airflow runs, MLflow and the prediction service;
@@ -527,12 +535,12 @@ def run_full(
 
     started = time.perf_counter()
     pipelines_dir = workdir / "pipelines"
-    config_file = write_pipeline_config(pipelines_dir, window=window, model_params=model_params)
+    config_file = write_pipeline_config(pipelines_dir, training=training, model_params=model_params)
     sim_config = load_pipeline_config(config_file)
     base = load_pipeline_config(BUNDLED_PIPELINES_DIR / f"{SOURCE_PIPELINE}.yaml")
-    if window:
-        base = base.model_copy(update={"training": base.training.model_copy(update={"window": window})})
-    stream_config = with_params(base, model_params)  # named churn: datagen's churn generator
+    stream_config = with_params(
+        with_training(base, training), model_params
+    )  # named churn: datagen's churn generator
     if settings_of(stream_config) != settings_of(sim_config):
         raise RuntimeError("the baselines and the pipeline would train different models")
     baselines = LibraryPolicies(stream_config, scenario, BASELINES)
@@ -723,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", help="empty folder for the services' state (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, DBs) afterwards")
-    parser.add_argument("--window", type=int, help="training.window of the pipeline (accepted snapshots)")
+    add_training_arguments(parser)
     parser.add_argument("--max-iter", type=int, help="the estimator's max_iter (quicker runs)")
     parser.add_argument(
         "--concept",
@@ -764,7 +772,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         result, report = run_full(
-            scenario, workdir=workdir, out=Path(args.out), window=args.window, model_params=params
+            scenario,
+            workdir=workdir,
+            out=Path(args.out),
+            training=training_overrides(args),
+            model_params=params,
         )
     except KeyboardInterrupt:
         log.error("interrupted: every service was stopped (logs in %s)", workdir / "logs")

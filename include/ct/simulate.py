@@ -19,7 +19,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,9 +28,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from include.ct import datagen
-from include.ct.config import PipelineConfig, find_pipeline_config, metric_higher_is_better
+from include.ct.config import PipelineConfig, TrainingSpec, find_pipeline_config, metric_higher_is_better
 from include.ct.evaluate import GateDecision, compute_metrics, decide, slice_metrics
 from include.ct.train import build_pipeline, coerce_to_schema, split
+from include.ct.window import choose_window
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ NEW_MODEL_OUTCOMES = frozenset({"promoted", "deployed"})
 RECOVERY_TOLERANCE = 0.02  # metric units: "back within two points of the oracle"
 RECOVERY_MAX_DAYS = 2
 ORACLE_GAP_MAX = 0.03  # "within a few points of the oracle"
+DEFAULT_RECENT_WINDOWS = (1, 3, 7)  # training.recent_windows the simulated pipeline tries
 REPORT_NAME = "simulation.md"
 
 
@@ -386,11 +388,40 @@ def settings_of(config: PipelineConfig) -> dict[str, Any]:
     """The config keys that shape a simulation's outcome, for the report."""
     return {
         "training.window": config.training.window,
+        "training.recent_windows": list(config.training.recent_windows),
         "training.test_size": config.training.test_size,
         "split": "time-aware" if config.timestamp else "random",
         "promotion": config.promotion.model_dump(),
         "model": {"type": config.model.type, **config.model.params},
     }
+
+
+def with_training(config: PipelineConfig, overrides: Mapping[str, Any] | None) -> PipelineConfig:
+    """``config`` with ``training`` keys overridden (window, recent_windows), validated as in a file."""
+    if not overrides:
+        return config
+    training = TrainingSpec.model_validate({**config.training.model_dump(), **overrides})
+    return config.model_copy(update={"training": training})
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training-window options both simulation CLIs take."""
+    parser.add_argument("--window", type=int, help="training.window of the pipeline (accepted snapshots)")
+    parser.add_argument(
+        "--recent-windows",
+        default=",".join(map(str, DEFAULT_RECENT_WINDOWS)),
+        help="training.recent_windows (comma-separated snapshot counts; '' for the fixed window only)",
+    )
+
+
+def training_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``training`` overrides from the options of ``add_training_arguments``."""
+    overrides: dict[str, Any] = {
+        "recent_windows": [int(part) for part in args.recent_windows.split(",") if part.strip()]
+    }
+    if args.window:
+        overrides["window"] = args.window
+    return overrides
 
 
 def with_params(config: PipelineConfig, model_params: dict[str, Any] | None) -> PipelineConfig:
@@ -494,6 +525,9 @@ class LibraryPolicies:
         gate_test = pd.DataFrame()
         needs_model = any(name != LEVEL0 or state.model is None for name, state in self.served.items())
         if new_days and not quarantined and needs_model:
+            kept = self.snapshots[-config.training.window :] if config.training.window else self.snapshots
+            frames = [pd.concat([self.frames[d] for d in snapshot], ignore_index=True) for snapshot in kept]
+            window = window_days(kept, choose_window(config, frames).snapshots)
             train, gate_test = split(config, pd.concat([self.frames[d] for d in window], ignore_index=True))
             challenger = build_pipeline(config).fit(train[features], train[target])
 
@@ -1177,7 +1211,7 @@ def main(argv: list[str] | None = None) -> int:
         help="library calls, no Airflow (required here; the full mode is python -m bench.simulation)",
     )
     parser.add_argument("--max-iter", type=int, help="override the estimator's max_iter (quicker runs)")
-    parser.add_argument("--window", type=int, help="override the config's training.window (snapshots)")
+    add_training_arguments(parser)
     parser.add_argument(
         "--concept",
         choices=("flip", "label_drift"),
@@ -1192,11 +1226,7 @@ def main(argv: list[str] | None = None) -> int:
             "only --fast runs here: the full mode (real Airflow runs, MLflow server, prediction "
             "service) is `python -m bench.simulation`"
         )
-    config = find_pipeline_config(args.pipeline)
-    if args.window:
-        config = config.model_copy(
-            update={"training": config.training.model_copy(update={"window": args.window})}
-        )
+    config = with_training(find_pipeline_config(args.pipeline), training_overrides(args))
     scenario = Scenario(
         days=args.days, rows_per_day=args.rows_per_day, seed=args.seed, concept_kind=args.concept
     )

@@ -36,6 +36,7 @@ from include.ct.simulate import (
     run_fast,
     stream,
     window_days,
+    with_training,
     write_report,
 )
 from include.ct.train import build_pipeline, coerce_to_schema
@@ -57,8 +58,8 @@ SHORT = Scenario(
 
 
 def fast_adapting(config: PipelineConfig) -> PipelineConfig:
-    """The churn pipeline configured to train on its two most recent accepted snapshots."""
-    return config.model_copy(update={"training": config.training.model_copy(update={"window": 2})})
+    """The churn pipeline also trying its newest snapshot alone (``training.recent_windows``)."""
+    return with_training(config, {"recent_windows": [1]})
 
 
 @pytest.fixture(scope="module")
@@ -391,8 +392,13 @@ def test_simulation_harness_pieces(tmp_path: Path) -> None:
     assert Scenario(days=5, **parse_events(["broken_day=3"])).broken_day == 3
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_events(["broken_day"])
-    copied = load_pipeline_config(write_pipeline_config(tmp_path, window=2, model_params={"max_iter": 20}))
+    copied = load_pipeline_config(
+        write_pipeline_config(
+            tmp_path, training={"window": 2, "recent_windows": [1, 3]}, model_params={"max_iter": 20}
+        )
+    )
     assert (copied.name, copied.landing_path, copied.training.window) == (PIPELINE, f"landing/{PIPELINE}", 2)
+    assert copied.training.recent_windows == [1, 3]
     assert copied.model.params["max_iter"] == 20 and copied.source.watch is False
 
     database = tmp_path / "airflow.db"
