@@ -10,13 +10,14 @@ export SSL_CERT_FILE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 export PYTHONPATH := $(CURDIR)
 export CT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install system-deps lock lint format test test-fast run data serve bench simulate env trainer-image clean help
+.PHONY: install system-deps lock lint format test test-fast run data serve bench bench-quick simulate env trainer-image clean help
 
 help:
 	@echo "make run    start Airflow, MLflow, the prediction service and seed a first batch"
 	@echo "make serve  start only the prediction service (MLFLOW_TRACKING_URI, CT_SERVING_PORT)"
 	@echo "make test   install everything and run lint + the whole test suite"
 	@echo "make data   drop the next day's churn batch into the landing zone"
+	@echo "make bench  run every benchmark -> bench/report.md (bench-quick: a smoke run)"
 	@echo "make simulate  replay DAYS (60) of drifting data through the real pipeline -> bench/simulation.md"
 	@echo "make lock   re-resolve requirements.txt into requirements.lock"
 	@echo "make env    write .env for docker compose with fresh secrets"
@@ -70,8 +71,13 @@ serve: install
 data: install
 	$(PY) -m include.ct.datagen churn
 
+# Every benchmark (serving, validation, DAG parse, pipeline floor and scale, orchestrated), each
+# 3 runs, then bench/report.md and bench/report.json: hours on 2 cores. bench-quick: a smoke run.
 bench: install
-	OMP_NUM_THREADS=1 $(PY) -m bench.serving
+	$(PY) -m bench.suite
+
+bench-quick: install
+	$(PY) -m bench.suite --quick
 
 # Closed-loop proof: DAYS (60) of drifting churn data through real Airflow runs, MLflow and the
 # prediction service, against level-0, always-deploy and oracle baselines -> bench/simulation.md.

@@ -14,7 +14,6 @@ import asyncio
 import gc
 import json
 import os
-import platform
 import secrets
 import signal
 import socket
@@ -24,9 +23,10 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from bench.measure import machine, write_result
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = "churn"
@@ -168,25 +168,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "scikit-learn": version("scikit-learn"),
-        "mlflow": version("mlflow"),
-        "fastapi": version("fastapi"),
-        "uvicorn": version("uvicorn"),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-
-
 # --- the benchmark --------------------------------------------------------------------------
 
 
@@ -234,12 +215,13 @@ def swap_under_load(port: int, token: str, body: bytes, swaps: int) -> dict[str,
 
 def report(results: list[LoadResult], swaps: dict[str, Any], info: dict[str, Any], path: Path) -> str:
     by_key = {(r.server, r.rows, r.concurrency): r for r in results}
+    versions = info["versions"]
     lines = [
         "# Serving benchmark",
         "",
         f"Machine: {info['cpus']} CPUs ({info['cpu']}), Python {info['python']}, scikit-learn "
-        f"{info['scikit-learn']}, MLflow {info['mlflow']}, FastAPI {info['fastapi']}, uvicorn "
-        f"{info['uvicorn']}; {info['date']}. Produced by `make bench` (`python -m bench.serving`).",
+        f"{versions['scikit-learn']}, MLflow {versions['mlflow']}, FastAPI {versions['fastapi']}, uvicorn "
+        f"{versions['uvicorn']}; {info['date']}. Produced by `make bench` (`python -m bench.serving`).",
         "",
         "Both servers serve the same registered version of the bundled churn model (scikit-learn "
         "Pipeline: ColumnTransformer + HistGradientBoosting) with one worker process, "
@@ -292,6 +274,7 @@ def report(results: list[LoadResult], swaps: dict[str, Any], info: dict[str, Any
     path.with_suffix(".json").write_text(
         json.dumps({"machine": info, "load": [asdict(r) for r in results], "swaps": swaps}, indent=2)
     )
+    write_result("serving", {"load": [asdict(r) for r in results], "swaps": swaps})  # for bench.report
     return text
 
 

@@ -1,0 +1,81 @@
+"""What every benchmark shares: repeated-run summaries, the machine, and result files.
+
+Each benchmark writes ``bench/results/<name>.json`` (git-ignored raw runs); ``bench.report``
+reads them all into ``bench/report.md`` and ``bench/report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+PACKAGES = (
+    "apache-airflow",
+    "mlflow",
+    "great_expectations",
+    "scikit-learn",
+    "pandas",
+    "pyarrow",
+    "fastapi",
+    "uvicorn",
+)
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    """Median, min and max of repeated runs, with the runs themselves."""
+    if not values:
+        raise ValueError("no runs to summarize")
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": list(values),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """CPU, memory and package versions, so a figure can be compared with the same setup."""
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions: dict[str, str] = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(memory_gib, 1),
+        "python": platform.python_version(),
+        "versions": versions,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def write_result(name: str, payload: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path:
+    """Write one benchmark's results (with the machine it ran on) for the report."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2, default=str))
+    return path
+
+
+def read_results(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, Any]]:
+    """Every benchmark's latest results, by name."""
+    if not results_dir.is_dir():
+        return {}
+    return {path.stem: json.loads(path.read_text()) for path in sorted(results_dir.glob("*.json"))}

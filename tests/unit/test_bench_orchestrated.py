@@ -1,0 +1,135 @@
+"""The pure parts of bench.orchestrated: task-tree RSS accounting and the result's shape."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench.orchestrated import (
+    MIB,
+    ProcInfo,
+    RssSampler,
+    aggregate,
+    execute_seconds,
+    run_overhead,
+    task_facts,
+    task_tree_rss,
+)
+
+TI_A = "0198c1d2-0000-7000-8000-00000000000a"
+TI_B = "0198c1d2-0000-7000-8000-00000000000b"
+
+
+def test_task_tree_rss_sums_each_task_process_and_its_descendants_only() -> None:
+    processes = [
+        ProcInfo(1, 0, "airflow scheduler", 500),
+        ProcInfo(10, 1, "airflow worker -- LocalExecutor: <idle>", 300),  # the supervisor: not a task
+        ProcInfo(11, 10, f"airflow worker -- {TI_A}", 100),
+        ProcInfo(12, 11, "python -m include.ct.serving check", 40),  # a child of the task
+        ProcInfo(13, 12, "grandchild", 2),
+        ProcInfo(20, 1, "airflow worker -- LocalExecutor: ct_x/train", 300),
+        ProcInfo(21, 20, f"airflow worker -- {TI_B}", 70),
+        ProcInfo(30, 1, "unrelated", 9999),
+    ]
+    assert task_tree_rss(processes) == {TI_A: 142, TI_B: 70}
+
+
+def test_task_tree_rss_survives_a_pid_cycle() -> None:
+    processes = [ProcInfo(5, 6, f"airflow worker -- {TI_A}", 10), ProcInfo(6, 5, "child", 1)]
+    assert task_tree_rss(processes) == {TI_A: 11}
+
+
+def test_sampler_keeps_the_peak_and_first_sighting() -> None:
+    sampler = RssSampler()
+    sampler.record({TI_A: 10}, 100.0)
+    sampler.record({TI_A: 30, TI_B: 5}, 100.2)
+    sampler.record({TI_A: 20}, 100.4)
+    assert sampler.peaks == {TI_A: 30, TI_B: 5}
+    assert sampler.first_seen == {TI_A: 100.0, TI_B: 100.2}
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def _run(rows: int, repeat: int, served: float | None) -> dict[str, Any]:
+    sampler = RssSampler()
+    sampler.record({TI_A: 200 * MIB, TI_B: 300 * MIB}, T0.timestamp() + 1.5)
+    rows_ = [
+        ("extract", TI_A, "success", 1, _at(2), _at(2.5), _at(3), _at(5)),
+        ("train", TI_B, "success", 1, _at(6), _at(6.2), _at(7), _at(17)),
+    ]
+    tasks = task_facts(rows_, sampler)
+    overhead = run_overhead(
+        T0.timestamp(),
+        T0.timestamp() + served if served is not None else None,
+        tasks,
+        {"event_at": _at(1), "run_created": _at(1.5)},
+    )
+    return {
+        "rows": rows,
+        "repeat": repeat,
+        "tasks": tasks,
+        "overhead": overhead,
+        "arrival_to_serving_s": served,
+    }
+
+
+def test_task_facts_and_overhead_of_one_run() -> None:
+    run = _run(10_000, 1, 20.0)
+    extract = run["tasks"]["extract"]
+    assert extract["seconds"] == 2.0
+    assert extract["scheduler_to_task_s"] == 1.0
+    assert extract["queued_to_start_s"] == 0.5
+    assert extract["process_seen_to_start_s"] == 1.5
+    assert extract["peak_rss_mib"] == 200.0
+    overhead = run["overhead"]
+    assert overhead["tasks_total_s"] == 12.0
+    assert overhead["overhead_s"] == 8.0
+    assert overhead["arrival_to_event_s"] == 1.0
+    assert overhead["event_to_run_s"] == 0.5
+    assert overhead["run_to_first_task_s"] == 1.5
+    assert overhead["between_tasks_s"] == 2.0
+    assert overhead["upstream_end_to_scheduled_s"] == 1.0
+    assert overhead["orchestration_s"] == 5.0
+    assert overhead["last_task_to_serving_s"] == 3.0
+
+
+def test_aggregate_groups_by_size_and_summarizes_successful_runs_only() -> None:
+    runs = [_run(10_000, 1, 20.0), _run(10_000, 2, 22.0), _run(10_000, 3, None), _run(100_000, 1, 40.0)]
+    result = aggregate(runs)
+    assert result["pipeline"] == "churn"
+    assert list(result["sizes"]) == ["10000", "100000"]
+    small = result["sizes"]["10000"]
+    assert (small["successful_runs"], small["failed_runs"]) == (2, 1)
+    assert small["arrival_to_serving_s"] == {"median": 21.0, "min": 20.0, "max": 22.0, "runs": [20.0, 22.0]}
+    assert small["overhead_s"]["runs"] == [8.0, 10.0]
+    assert set(small["stages"]) == {"extract", "train"}
+    train = small["stages"]["train"]
+    assert train["seconds"]["median"] == 10.0
+    assert train["peak_rss_mib"]["max"] == 300.0
+    assert train["scheduler_to_task_s"]["median"] == 1.0
+    assert len(small["runs"]) == 3
+    assert result["sizes"]["100000"]["arrival_to_serving_s"]["runs"] == [40.0]
+
+
+def test_aggregate_of_only_failed_runs_has_no_summaries() -> None:
+    result = aggregate([_run(10_000, 1, None)])
+    assert result["sizes"]["10000"]["arrival_to_serving_s"] is None
+    assert result["sizes"]["10000"]["stages"] == {}
+
+
+def test_execute_seconds_spans_pre_execute_end_to_post_execute_start() -> None:
+    lines = [
+        '{"timestamp":"2026-01-01T00:00:00.000Z","event":"::group::Pre Execute"}',
+        '{"timestamp":"2026-01-01T00:00:01.500Z","event":"::endgroup::"}',
+        "not json",
+        '{"timestamp":"2026-01-01T00:00:02.000Z","event":"training"}',
+        '{"timestamp":"2026-01-01T00:00:05.750Z","event":"::group::Post Execute"}',
+        '{"timestamp":"2026-01-01T00:00:05.800Z","event":"::endgroup::"}',
+    ]
+    assert execute_seconds(lines) == 4.25
+    assert execute_seconds(lines[:3]) is None

@@ -1,0 +1,132 @@
+"""The benchmark report: figures as median (min-max, n) and targets judged from the data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import report
+from bench.measure import summarize
+
+
+def _s(*values: float) -> dict[str, Any]:
+    return summarize(list(values))
+
+
+def _stage(seconds: float, peak: float) -> dict[str, Any]:
+    return {"seconds": _s(seconds), "peak_rss_mib": _s(peak), "scheduler_to_task_s": _s(0.1, 0.2, 0.3)}
+
+
+def sample_results(*, fast: bool) -> dict[str, Any]:
+    """Every benchmark's results; ``fast`` meets every target, otherwise every one is missed."""
+    arrival = 60.0 if fast else 120.0
+    stages = ("extract", "validate", "train", "evaluate", "register", "deploy")
+    return {
+        "orchestrated": {
+            "sizes": {
+                "10000": {
+                    "arrival_to_serving_s": _s(20, 21, 25),
+                    "stages": {s: _stage(2, 300) for s in stages},
+                },
+                "1000000": {
+                    "arrival_to_serving_s": _s(arrival - 1, arrival, arrival + 2),
+                    "tasks_total_s": _s(arrival - 5),
+                    "overhead_s": _s(5),
+                    "stages": {s: _stage(8, 900) for s in stages},
+                },
+            }
+        },
+        "pipeline": {
+            "floor": {"sizes": {"1000000": {"total_s": _s(55, 56, 57), "stages": {"train": _s(30)}}}},
+            "scale": {
+                "features": 24,
+                "sizes": {
+                    "10000000": {"total_s": _s(600), "stages": {"train": _stage(400, 5000 if fast else 9000)}}
+                },
+                "growth_exponent": {"train": 1.02},
+            },
+        },
+        "validation": {
+            "rows": 1_000_000,
+            "gx_s": _s(0.5),
+            "pandas_s": _s(0.25 if fast else 0.05),
+            "gx_rows_per_s": 2e6,
+            "pandas_rows_per_s": 4e6,
+            "ratio": 2.0 if fast else 10.0,
+            "profile_note": "GX fixed cost per batch",
+        },
+        "dag_parse": {
+            "files": {"ct_pipelines.py": _s(0.2, 0.3, 0.4) if fast else _s(0.6, 0.7, 0.9)},
+            "airflow_dags_report": [
+                {
+                    "file": "ct_pipelines.py",
+                    "seconds": 0.03 if fast else 0.9,
+                    "dags": ["ct_churn"],
+                    "task_num": "8",
+                }
+            ],
+        },
+        "serving": {
+            "load": [
+                {
+                    "server": "ct-serving",
+                    "rows": 1,
+                    "concurrency": 16,
+                    "requests": 10,
+                    "qps": 900.0 if fast else 100.0,
+                    "p50_ms": 10,
+                    "p99_ms": 20 if fast else 40,
+                    "errors": 0,
+                },
+                {
+                    "server": "mlflow models serve",
+                    "rows": 1,
+                    "concurrency": 16,
+                    "requests": 10,
+                    "qps": 60.0,
+                    "p50_ms": 200,
+                    "p99_ms": 400,
+                    "errors": 0,
+                },
+            ],
+            "swaps": {"swaps": 10, "requests": 100, "failed_requests": 0 if fast else 3, "p99_ms": 50},
+        },
+    }
+
+
+@pytest.mark.parametrize(("fast", "status"), [(True, "met"), (False, "missed")])
+def test_every_target_is_judged_from_the_data(fast: bool, status: str) -> None:
+    judged = report.targets(sample_results(fast=fast))
+    assert len(judged) == 8
+    assert {t.name: t.status for t in judged} == {t.name: status for t in judged}
+
+
+def test_missing_results_are_not_measured_with_the_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(report, "LEGACY_SERVING", tmp_path / "absent.json")
+    text, payload = report.render({}, {"cpus": 2, "versions": {}})
+    assert all(t["status"] == "not measured" for t in payload["targets"])
+    assert "python -m bench.validation --rows 1000000" in text
+    assert "python -m bench.orchestrated" in text
+
+
+def test_report_shows_median_min_max_and_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    for name, data in sample_results(fast=True).items():
+        (results / f"{name}.json").write_text(json.dumps(data))
+    monkeypatch.setattr(report, "NOTES", tmp_path / "notes.md")
+    (tmp_path / "notes.md").write_text("Train is bound by the trees.")
+    output = report.write_report(results, tmp_path / "report.md")
+    text = output.read_text()
+    assert "60.00 s (59.00-62.00, n=3)" in text  # arrival to serving at 1M
+    assert "| validation within 3x of plain pandas | met | 2.0x |" in text
+    assert "Train is bound by the trees." in text and "GX fixed cost per batch" in text
+    payload = json.loads(output.with_suffix(".json").read_text())
+    overhead = payload["overhead"]["1000000"]
+    assert overhead["overhead_fraction"] == pytest.approx(60 / 56 - 1)
+    assert overhead["overhead_per_task_s"] == pytest.approx((60 - 56) / 6)
