@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import psutil
 
@@ -110,14 +110,38 @@ def snapshot_processes() -> list[ProcInfo]:
 
 
 @dataclass
-class RssSampler:
-    """Samples task process trees every ``interval`` s in a thread; keeps each one's peak RSS."""
+class _Poller:
+    """Calls ``poll`` every ``interval`` s in a daemon thread while used as a context manager."""
 
     interval: float = SAMPLE_SECONDS
-    peaks: dict[str, int] = field(default_factory=dict)
-    first_seen: dict[str, float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+
+    def poll(self) -> None:
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> Self:
+        self._thread = threading.Thread(target=self._loop, name=type(self).__name__, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+@dataclass
+class RssSampler(_Poller):
+    """Samples task process trees in a thread; keeps each one's peak RSS."""
+
+    peaks: dict[str, int] = field(default_factory=dict)
+    first_seen: dict[str, float] = field(default_factory=dict)
 
     def record(self, totals: dict[str, int], now: float) -> None:
         """Fold one sample into the peaks."""
@@ -125,55 +149,29 @@ class RssSampler:
             self.first_seen.setdefault(ti_id, now)
             self.peaks[ti_id] = max(self.peaks.get(ti_id, 0), rss)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.record(task_tree_rss(snapshot_processes()), time.time())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> RssSampler:
-        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    def poll(self) -> None:
+        self.record(task_tree_rss(snapshot_processes()), time.time())
 
 
 # --- what the prediction service serves ---------------------------------------------------------
 
 
-@dataclass
-class ServingWatcher:
+@dataclass(kw_only=True)
+class ServingWatcher(_Poller):
     """Polls ``GET /v1/models/<name>`` in a thread and records when each version first answered."""
 
     url: str
     interval: float = 0.1
     first_served: dict[str, float] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with urllib.request.urlopen(self.url, timeout=5) as response:
-                    version = json.loads(response.read()).get("version")
-                if version is not None:
-                    self.first_served.setdefault(str(version), time.time())
-            except (OSError, ValueError):
-                pass
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> ServingWatcher:
-        self._thread = threading.Thread(target=self._loop, name="serving-watcher", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    def poll(self) -> None:
+        try:
+            with urllib.request.urlopen(self.url, timeout=5) as response:
+                version = json.loads(response.read()).get("version")
+            if version is not None:
+                self.first_served.setdefault(str(version), time.time())
+        except (OSError, ValueError):
+            pass
 
     def wait_for(self, version: str, timeout: float) -> float | None:
         """When ``version`` first answered, waiting up to ``timeout`` s; None if it never did."""
@@ -438,7 +436,7 @@ def measure_run(bench: Bench, rows: int, day: int, repeat: int) -> dict[str, Any
     seen = {run_id for run_id, _, _ in stack.runs(DAG_ID)}
     # datagen generates the churn stream only for a config named churn; it lands in our zone.
     generator = config.model_copy(update={"name": "churn"})
-    with ServingWatcher(bench.serving_url) as watcher:
+    with ServingWatcher(url=bench.serving_url) as watcher:
         written = time.time()
         batch = datagen.write_batch(generator, rows=rows, day=day)
         arrival = time.time()

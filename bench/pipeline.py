@@ -29,6 +29,7 @@ from typing import Any
 
 from bench.measure import REPO_ROOT, RESULTS_DIR, summarize, write_result
 from bench.serving import free_port, stop, wait_for
+from tests.helpers.fixtures import MLFLOW_SERVER_ENV, mlflow_server_command
 
 STAGES = ("extract", "validate", "train", "evaluate", "register", "deploy")
 VENV_BIN = Path(sys.executable).parent
@@ -132,21 +133,8 @@ def local_stack(work: Path, pipeline: str, pipelines_dir: Path | None = None) ->
     try:
         processes.append(
             subprocess.Popen(
-                [
-                    str(VENV_BIN / "mlflow"),
-                    "server",
-                    "--backend-store-uri",
-                    f"sqlite:///{work / 'mlflow.db'}",
-                    "--artifacts-destination",
-                    str(work / "artifacts"),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(mlflow_port),
-                    "--workers",
-                    "1",
-                ],
-                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                mlflow_server_command(work, mlflow_port),
+                env={**os.environ, **MLFLOW_SERVER_ENV},
                 stdout=(logs / "mlflow.log").open("wb"),
                 stderr=subprocess.STDOUT,
                 cwd=work,

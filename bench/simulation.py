@@ -75,6 +75,7 @@ from include.ct.simulate import (
     write_report,
 )
 from include.ct.storage import pipeline_paths
+from tests.helpers.fixtures import MLFLOW_SERVER_ENV, mlflow_server_command
 
 log = logging.getLogger("bench.simulation")
 
@@ -207,22 +208,8 @@ def running_stack(workdir: Path, pipelines_dir: Path) -> Iterator[Stack]:
     try:
         stack.start(
             "mlflow",
-            [
-                str(VENV_BIN / "mlflow"),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{workdir / 'mlflow' / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(workdir / "mlflow" / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(mlflow_port),
-                "--workers",
-                "1",
-            ],
-            # MLflow 3's job runner (GenAI scorers; unused here) would add ~7 always-polling processes.
-            {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            mlflow_server_command(workdir / "mlflow", mlflow_port),
+            MLFLOW_SERVER_ENV,
         )
         stack.start("airflow-db-migrate", [str(VENV_BIN / "airflow"), "db", "migrate"])
         wait_for(f"{stack.mlflow_url}/health", stack.processes["mlflow"], timeout=300)

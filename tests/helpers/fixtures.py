@@ -55,6 +55,25 @@ class MlflowServer:
     process: subprocess.Popen[bytes]
 
 
+def mlflow_server_command(root: Path, port: int, backend_store_uri: str | None = None) -> list[str]:
+    """``mlflow server`` on 127.0.0.1:``port``: SQLite under ``root`` unless told another backend,
+    artifacts under ``root``; run it with ``MLFLOW_SERVER_ENV``."""
+    return [
+        str(VENV_BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend_store_uri or f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+
+
 def start_mlflow_server(
     root: Path, backend_store_uri: str | None = None, port: int | None = None
 ) -> MlflowServer:
@@ -64,20 +83,7 @@ def start_mlflow_server(
     port = port or free_port()
     log = (root / "server.log").open("ab")
     process = subprocess.Popen(
-        [
-            str(VENV_BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            backend_store_uri or f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
+        mlflow_server_command(root, port, backend_store_uri),
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=root,
