@@ -915,8 +915,9 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
         "Each day the model each policy serves is scored on that day's labelled traffic *before* "
         "anything trains on it. Then the batches whose labels arrived are validated with the "
         "pipeline's GX suite (a failing one is quarantined and the run trains nothing), and each "
-        "policy acts: **gated** trains on the config's window of accepted snapshots (one per run) with the "
-        "time-aware split and the real `evaluate.decide` gate; **always_deploy** trains the same "
+        "policy acts: **gated** trains on the config's window of accepted snapshots (one per run) or, "
+        "with `training.recent_windows`, on the newest of them that best predict the newest rows, "
+        "with the time-aware split and the real `evaluate.decide` gate; **always_deploy** trains the same "
         "model and deploys it unconditionally; **level0** keeps the day-1 model; **oracle** trains on "
         "the first part of the day's own traffic and is scored on the rest (an upper bound on "
         "adapting; with one day of data, a pipeline with more data can beat it in stable periods). "
@@ -971,8 +972,9 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
         f"Each cell: {result.metric} on the day's traffic and the version that served it. Gate: the "
         "decision after the day's run (challenger vs champion on the gate's held-out rows).",
         "",
-        "| day | events | gated | gate | always_deploy | level0 | oracle |" + (" DAG run |" if full else ""),
-        "|---:|---|---|---|---|---|---|" + ("---:|" if full else ""),
+        "| day | events | gated | gate | trained on days | always_deploy | level0 | oracle |"
+        + (" DAG run |" if full else ""),
+        "|---:|---|---|---|---|---|---|---|" + ("---:|" if full else ""),
     ]
     by_day: dict[int, dict[str, DayRecord]] = {}
     for record in result.records:
@@ -987,7 +989,7 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
             verdict = gate.outcome
         cells = [f"{_fmt(row[p].value)} v{row[p].served_version}" for p in (GATED,)]
         lines.append(
-            f"| {day} | {', '.join(gate.events)} | {cells[0]} | {verdict} | "
+            f"| {day} | {', '.join(gate.events)} | {cells[0]} | {verdict} | {day_span(gate.training_days)} | "
             f"{_fmt(row[ALWAYS_DEPLOY].value)} v{row[ALWAYS_DEPLOY].served_version} | "
             f"{_fmt(row[LEVEL0].value)} v{row[LEVEL0].served_version} | {_fmt(row[ORACLE].value)} |"
             + (f" {_fmt(gate.run_seconds, 0)} s |" if full else "")
@@ -996,6 +998,17 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     (out / "simulation.json").write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
     return report
+
+
+def day_span(days: Sequence[int]) -> str:
+    """Days as compact ranges: [1, 2, 3, 7] -> "1-3, 7"."""
+    spans: list[list[int]] = []
+    for day in sorted(days):
+        if spans and day == spans[-1][1] + 1:
+            spans[-1][1] = day
+        else:
+            spans.append([day, day])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _full_mode_lines(result: SimulationResult) -> list[str]:

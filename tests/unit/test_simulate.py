@@ -30,6 +30,7 @@ from include.ct.simulate import (
     _Scored,
     batch_day,
     claims,
+    day_span,
     log_to_mlflow,
     main,
     pipeline_record,
@@ -345,6 +346,7 @@ def test_batch_days_and_training_windows() -> None:
     assert [batch_day(n) for n in ("day_0007.csv", "/x/day_12.parquet", "other.csv")] == [7, 12, None]
     assert window_days([[1], [3, 2], [4]], 2) == [2, 3, 4]
     assert window_days([[1], [2]], None) == [1, 2]
+    assert (day_span([7, 1, 2, 3]), day_span([]), day_span([4])) == ("1-3, 7", "", "4")
 
 
 def test_library_policies_step_only_the_baselines(churn: PipelineConfig) -> None:
