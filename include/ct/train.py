@@ -183,11 +183,15 @@ def build_pipeline(config: PipelineConfig) -> Any:
     return Pipeline([("preprocess", preprocess), ("model", estimator_class(**params))])
 
 
-def _uses_validation_split(model: Any, rows: int) -> bool:
-    """Whether gradient boosting would carve its own early-stopping split out of ``rows``."""
+def _is_hgb(model: Any) -> bool:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    if not isinstance(model, HistGradientBoostingClassifier | HistGradientBoostingRegressor):
+    return isinstance(model, HistGradientBoostingClassifier | HistGradientBoostingRegressor)
+
+
+def _uses_validation_split(model: Any, rows: int) -> bool:
+    """Whether gradient boosting would carve its own early-stopping split out of ``rows``."""
+    if not _is_hgb(model):
         return False
     stopping = model.early_stopping
     return bool(model.validation_fraction) and (stopping is True or (stopping == "auto" and rows > 10000))
@@ -216,8 +220,9 @@ def training_matrix(config: PipelineConfig, pipeline: Any, train: pd.DataFrame) 
     preprocess, model = pipeline.steps[0][1], pipeline.steps[-1][1]
     features, target = config.feature_names, train[config.target]
     labels = target.to_numpy()
-    if config.model.type != "hist_gradient_boosting":
-        return TrainingMatrix(preprocess.fit_transform(train[features], target), labels)
+    if len(pipeline.steps) != 2 or config.model.type != "hist_gradient_boosting" or not _is_hgb(model):
+        # Any other shape (e.g. a wrapped Pipeline): every step but the estimator transforms.
+        return TrainingMatrix(pipeline[:-1].fit_transform(train[features], target), labels)
     preprocess.fit(train[features].head(1000), labels[:1000])
     if not _uses_validation_split(model, len(train)):
         return TrainingMatrix(_transform_rows(preprocess, train[features], np.arange(len(train))), labels)

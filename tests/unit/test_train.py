@@ -7,7 +7,7 @@ import numpy as np
 from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.evaluate import compute_metrics
-from include.ct.train import build_pipeline, coerce_to_schema, split
+from include.ct.train import build_pipeline, coerce_to_schema, fit_pipeline, split
 
 
 def test_time_aware_split_holds_out_the_newest_rows(churn: PipelineConfig) -> None:
@@ -44,3 +44,19 @@ def test_regressor_learns_schema_data(churn: PipelineConfig) -> None:
     metrics = compute_metrics(config, model, test[config.feature_names], test["spend"])
     assert metrics["r2"] > 0.5
     assert np.isfinite(metrics["rmse"])
+
+
+def test_training_fits_the_standard_pipeline_and_any_wrapped_one_alike(churn: PipelineConfig) -> None:
+    """The one-copy fast path is for (ColumnTransformer, gradient boosting); any other Pipeline
+    shape (here a pass-through step in front) is fitted step by step and predicts the same."""
+    from sklearn.pipeline import Pipeline
+
+    from tests.helpers.broken_models import SlowTransformer
+
+    train = coerce_to_schema(churn, datagen.churn_batch(1500, day=1))
+    test = coerce_to_schema(churn, datagen.churn_batch(300, day=2))
+    standard = fit_pipeline(churn, build_pipeline(churn), train)
+    wrapped = Pipeline([("pause", SlowTransformer(0.0)), ("model", build_pipeline(churn))])
+    fit_pipeline(churn, wrapped, train)
+    features = test[churn.feature_names]
+    np.testing.assert_allclose(wrapped.predict_proba(features), standard.predict_proba(features))
