@@ -309,10 +309,13 @@ def section_scale(results: dict[str, Any]) -> list[str]:
                 f"{fmt(facts.get('peak_rss_mib'), '', 0)} |"
             )
         lines.append(f"| {int(size):,} | **total** | {fmt(data.get('total_s'))} | |")
-    growth = scale.get("growth_exponent") or {}
+    exponents = scale.get("growth_exponent") or {}
+    growth = {stage: value for stage, value in exponents.items() if value is not None}
     if growth:
-        shown = ", ".join(f"{stage} {value:.2f}" for stage, value in growth.items() if value is not None)
+        shown = ", ".join(f"{stage} {value:.2f}" for stage, value in growth.items())
         lines += ["", f"Growth exponent (time ~ rows^k; 1 is linear): {shown}."]
+    else:
+        lines += ["", "Growth exponent: needs two or more sizes measured."]
     return [*lines, ""]
 
 
