@@ -132,3 +132,25 @@ def test_run_note_is_written_once_by_the_scheduler_listener() -> None:
     other = SimpleNamespace(dag_id="etl_daily", note=None)
     on_dag_run_running(other, "started")
     assert other.note is None
+
+
+def test_model_loading_lookups_do_not_flood_task_logs_with_airflow_deprecations() -> None:
+    import importlib
+    import pickle
+    import warnings
+
+    import airflow.utils.timezone  # noqa: F401 - one of the modules with deprecated attributes
+    import scipy.special
+
+    import ct_airflow
+
+    def airflow_warnings(install_filter: bool) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if install_filter:
+                importlib.reload(ct_airflow)  # what importing any operator does in a task process
+            pickle.whichmodule(scipy.special.agm, "agm")
+        return [str(w.message) for w in caught if "airflow" in str(w.message)]
+
+    assert airflow_warnings(install_filter=False)  # the flood this guards against
+    assert airflow_warnings(install_filter=True) == []
