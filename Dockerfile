@@ -11,6 +11,7 @@ COPY --chown=airflow:root dags/ ${AIRFLOW_HOME}/dags/
 COPY --chown=airflow:root plugins/ ${AIRFLOW_HOME}/plugins/
 COPY --chown=airflow:root include/ ${AIRFLOW_HOME}/include/
 COPY --chown=airflow:root airflow_settings.yaml ${AIRFLOW_HOME}/airflow_settings.yaml
+COPY --chown=airflow:root airflow_local_settings.py ${AIRFLOW_HOME}/airflow_local_settings.py
 
 ENV PYTHONPATH=${AIRFLOW_HOME} \
     CT_DATA_DIR=/opt/ct/data \
