@@ -6,7 +6,6 @@ the offending batch goes to quarantine with a human-readable report and nothing 
 
 from __future__ import annotations
 
-import hashlib
 import html
 import logging
 import os
@@ -206,47 +205,23 @@ def _describe(result: Any) -> RuleFailure:
     return RuleFailure(column, rule, f"{count} of {total} values break it {limits}, e.g. {examples[:5]}")
 
 
-class _SharedBytecode:
-    """A process-wide Jinja bytecode cache, so GX compiles its Data Docs templates once."""
-
-    def __init__(self) -> None:
-        self._compiled: dict[str, bytes] = {}
-
-    def load_bytecode(self, bucket: Any) -> None:
-        if bucket.key in self._compiled:
-            bucket.bytecode_from_string(self._compiled[bucket.key])
-
-    def dump_bytecode(self, bucket: Any) -> None:
-        self._compiled[bucket.key] = bucket.bytecode_to_string()
-
-    def get_cache_key(self, name: str, filename: str | None = None) -> str:
-        return f"{filename or ''}|{name}"
-
-    def get_source_checksum(self, source: str) -> str:
-        return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    def get_bucket(self, environment: Any, name: str, filename: str | None, source: str) -> Any:
-        from jinja2.bccache import Bucket
-
-        bucket = Bucket(environment, self.get_cache_key(name, filename), self.get_source_checksum(source))
-        self.load_bytecode(bucket)
-        return bucket
-
-    def set_bucket(self, bucket: Any) -> None:
-        self.dump_bytecode(bucket)
-
-
 def _share_data_docs_templates() -> None:
     """GX 1.x recompiles every Data Docs template for every page (~0.3 s a batch): compile once.
 
-    Each GX view builds a fresh Jinja environment; giving them one bytecode cache renders the
-    same pages from the same template sources, only without parsing them again.
+    Each GX view builds a fresh Jinja environment; giving them Jinja's file-system bytecode
+    cache (a private per-user directory, keyed by template source) renders the same pages
+    without parsing the templates again, in this process and in every later task process.
     """
     from great_expectations.render.view import view
+    from jinja2 import FileSystemBytecodeCache
 
     if getattr(view.DefaultJinjaView, "_ct_shared_bytecode", False):
         return
-    cache = _SharedBytecode()
+    try:
+        cache = FileSystemBytecodeCache()
+    except (OSError, RuntimeError) as exc:  # no private temp dir: compile per page, as GX does
+        log.warning("Data Docs templates are compiled for every page: no bytecode cache (%s)", exc)
+        return
     original = view.DefaultJinjaView.__init__
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import pytest
 
@@ -37,6 +38,18 @@ def test_good_batch_is_accepted_and_archived(churn: PipelineConfig) -> None:
     assert "data_docs/index.html" in (report_dir / "report.html").read_text()
     # A retry after acceptance changes nothing.
     assert validate_snapshot(churn, snapshot).success
+
+
+def test_data_docs_templates_are_compiled_once_for_every_process(churn: PipelineConfig) -> None:
+    from great_expectations.render.view.view import DefaultJinjaView
+    from jinja2 import FileSystemBytecodeCache
+
+    datagen.write_batch(churn, rows=300)
+    assert validate_snapshot(churn, extract(churn)).success
+    cache = DefaultJinjaView().env.bytecode_cache
+    # A later task process (a fresh fork) loads the compiled templates instead of parsing them.
+    assert isinstance(cache, FileSystemBytecodeCache)
+    assert list(pathlib.Path(cache.directory).glob("__jinja2_*.cache"))
 
 
 @pytest.mark.parametrize(
