@@ -3,8 +3,9 @@
 Starts an MLflow server, the prediction service and Airflow 3 (scheduler with LocalExecutor,
 dag-processor, triggerer, api-server; metadata on a throwaway PostgreSQL database) in a temp
 dir, with a copy of the bundled churn pipeline named ``bench_churn`` (the bundled ``churn`` is
-always loaded too, so the copy needs a name of its own) whose landing zone is polled every 2 s,
-with no schedule and a gate that promotes every new batch. For each size and repeat it lands a
+always loaded too, so the copy needs a name of its own) whose landing zone is polled every
+second without settling time (datagen renames finished files into place), with no schedule and
+a gate that promotes every new batch. For each size and repeat it lands a
 batch, waits for the asset-triggered run and for the prediction service to serve the new version,
 and reads per-task durations, scheduler-to-task latencies and peak RSS of every task process tree.
 Writes ``bench/results/orchestrated.json``; everything it started is stopped at the end.
@@ -45,11 +46,12 @@ SOURCE_CONFIG = REPO_ROOT / "include" / "pipelines" / "churn.yaml"
 STAGES = ("extract", "validate", "train", "evaluate", "gate", "register", "deploy")
 MIB = 2**20
 SAMPLE_SECONDS = 0.2
+IDLE_SECONDS = 20.0
 # Replacements on the bundled churn.yaml: own name and landing zone, fast polling, only data
 # arrival starts runs, train on the new batch alone, and a gate every fresh model passes.
 CONFIG_REPLACEMENTS = {
     "\nname: churn\n": f"\nname: {PIPELINE}\n",
-    "  path: landing/churn\n": f"  path: landing/{PIPELINE}\n  poll_seconds: 2\n  settle_seconds: 1\n",
+    "  path: landing/churn\n": f"  path: landing/{PIPELINE}\n  poll_seconds: 1\n  settle_seconds: 0\n",
     'schedule: "@daily"': "schedule: null",
     "threshold: 0.7 ": "threshold: 0.5 ",
     "min_improvement: 0.0 ": "min_improvement: -1.0 ",
@@ -362,7 +364,6 @@ def bench_env(workdir: Path) -> dict[str, str]:
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "DO_NOT_TRACK": "true",
             "GX_ANALYTICS_ENABLED": "false",
-            "OMP_NUM_THREADS": "1",  # two OpenMP threads per fit oversubscribe a shared 2-core box
         }
     )
     return env
@@ -416,6 +417,29 @@ def _stop_group(process: Any, stop: Any) -> None:
     stop(process)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def idle_cpu_percent(processes: dict[str, Any], seconds: float) -> dict[str, float]:
+    """CPU of each component's process tree while nothing runs, in % of one core: the standing
+    cost of its polling settings (scheduler idle sleep, watcher poll, DAG refresh)."""
+
+    def cpu_seconds(pid: int) -> float:
+        try:
+            root = psutil.Process(pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0.0
+        for proc in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+    before = {name: cpu_seconds(process.pid) for name, process in processes.items()}
+    time.sleep(seconds)
+    used = {name: cpu_seconds(process.pid) - before[name] for name, process in processes.items()}
+    return {name: round(cpu / seconds * 100, 1) for name, cpu in used.items()}
 
 
 # --- one measured run ---------------------------------------------------------------------------
@@ -564,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ct-bench-orchestrated-"))
     log.info("work dir %s", workdir)
     runs: list[dict[str, Any]] = []
+    idle: dict[str, float] = {}
     saved_env = dict(os.environ)
     try:
         with running_bench(workdir) as bench:
@@ -574,6 +599,8 @@ def main(argv: list[str] | None = None) -> int:
                 day += 1
                 log.info("warm-up run (not recorded)")
                 measure_run(bench, args.warmup_rows, day, 0)
+            idle = idle_cpu_percent(bench.stack.processes, IDLE_SECONDS)
+            log.info("idle CPU, %% of a core: %s", idle)
             for rows in sizes:
                 for repeat in range(1, args.repeats + 1):
                     day += 1
@@ -582,7 +609,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.clear()
         os.environ.update(saved_env)
         if runs:
-            path = write_result("orchestrated", {"sampling_s": SAMPLE_SECONDS, **aggregate(runs)})
+            payload = {"sampling_s": SAMPLE_SECONDS, "idle_cpu_percent": idle, **aggregate(runs)}
+            path = write_result("orchestrated", payload)
             log.info("wrote %s", path)
         if not args.keep:
             import shutil

@@ -78,7 +78,12 @@ class SourceSpec(_Strict):
     )
     watch: bool = Field(default=True, description="start a run when new data arrives")
     poll_seconds: float = Field(default=30.0, gt=0, description="how often the watcher looks")
-    settle_seconds: float = Field(default=2.0, ge=0, description="a file unchanged this long is complete")
+    settle_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="a file unchanged this long is complete; 0 when writers rename finished files "
+        "into place (names starting with '.' or '_' are never read)",
+    )
     max_batch_mb: float = Field(
         default=2048, gt=0, description="larger batch files are quarantined unread (split them upstream)"
     )
