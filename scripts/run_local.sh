@@ -17,6 +17,8 @@ export AIRFLOW_HOME=${AIRFLOW_HOME:-$RUN_DIR/airflow}
 export AIRFLOW__CORE__DAGS_FOLDER=$ROOT/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER=$ROOT/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
+# An idle scheduler looks for work every 0.2 s (default 1 s): each task starts ~0.5 s sooner.
+export AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME=${AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME:-0.2}
 # DAGs start paused (Airflow's default): nothing trains until you trigger ct_churn, and the
 # trigger form's "Unpause ct_churn on trigger" box (ticked by default) starts its schedule too.
 export AIRFLOW__API__PORT=$AIRFLOW_PORT

@@ -183,6 +183,7 @@ def airflow_stack(
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",  # as docker-compose.yaml ships it
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         **extra_env,
     }
