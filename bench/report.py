@@ -281,7 +281,40 @@ def section_overhead(results: dict[str, Any]) -> list[str]:
         )
     if not _get(results, "orchestrated", "sizes"):
         lines += ["", *_missing("the orchestrated side", "orchestrated")]
-    return [*lines, ""]
+    return [*lines, *_overhead_parts(results), ""]
+
+
+OVERHEAD_PARTS = {
+    "arrival_to_event_s": "arrival to asset event (watcher poll)",
+    "event_to_run_s": "event to DAG run",
+    "run_to_first_task_s": "run to first task",
+    "between_tasks_s": "between tasks",
+    "upstream_end_to_scheduled_s": "of which: upstream end to next scheduled",
+    "last_task_to_serving_s": "last task end to serving (negative: served before deploy ended)",
+}
+
+
+def _overhead_parts(results: dict[str, Any]) -> list[str]:
+    """Where the orchestrated time outside the tasks goes, and what the idle stack costs."""
+    sizes = _get(results, "orchestrated", "sizes") or {}
+    if not sizes:
+        return []
+    names = _sizes(sizes)
+    lines = [
+        "",
+        "Where the time outside the tasks goes (seconds, median of the runs):",
+        "",
+        "| part | " + " | ".join(f"{int(size):,} rows" for size in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for key, label in OVERHEAD_PARTS.items():
+        values = [median(_get(sizes, size, "overhead_parts", key)) for size in names]
+        lines.append(f"| {label} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in values) + " |")
+    idle = _get(results, "orchestrated", "idle_cpu_percent")
+    if idle:
+        shown = ", ".join(f"{name} {value:.1f}%" for name, value in idle.items())
+        lines += ["", f"CPU of the idle Airflow components (% of one core, between runs): {shown}."]
+    return lines
 
 
 def _floor_stages(floor: dict[str, Any]) -> list[str]:
