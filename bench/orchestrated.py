@@ -45,7 +45,7 @@ DAG_ID = f"ct_{PIPELINE}"
 SOURCE_CONFIG = REPO_ROOT / "include" / "pipelines" / "churn.yaml"
 STAGES = ("extract", "validate", "train", "evaluate", "gate", "register", "deploy")
 MIB = 2**20
-SAMPLE_SECONDS = 0.2
+SAMPLE_SECONDS = 1.0
 IDLE_SECONDS = 20.0
 # Replacements on the bundled churn.yaml: own name and landing zone, fast polling, only data
 # arrival starts runs, train on the new batch alone, and a gate every fresh model passes.
@@ -73,7 +73,7 @@ class ProcInfo(NamedTuple):
     pid: int
     ppid: int
     cmdline: str
-    rss: int
+    rss: int  # peak resident bytes so far (a tree's total: the sum of its members' peaks, an upper bound)
 
 
 def task_tree_rss(processes: Iterable[ProcInfo]) -> dict[str, int]:
@@ -99,15 +99,32 @@ def task_tree_rss(processes: Iterable[ProcInfo]) -> dict[str, int]:
     return totals
 
 
+def peak_rss_bytes(pid: int) -> int | None:
+    """A process's peak resident memory so far (VmHWM), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def snapshot_processes() -> list[ProcInfo]:
-    """Every process on the machine, as ``ProcInfo`` (vanished or unreadable ones left out)."""
+    """Every process on the machine with its peak RSS so far (vanished ones left out).
+
+    Peaks (VmHWM), not current RSS: a sample every second then misses no spike of a live
+    process, and the sampler costs ~2% of a core instead of the ~10% that sampling current RSS
+    five times a second took from the tasks it measured.
+    """
     found = []
-    for process in psutil.process_iter(["pid", "ppid", "cmdline", "memory_info"]):
+    for process in psutil.process_iter(["pid", "ppid", "cmdline"]):
         info = process.info
-        memory = info.get("memory_info")
-        if memory is None:
+        peak = peak_rss_bytes(info["pid"])
+        if peak is None:
             continue
-        found.append(ProcInfo(info["pid"], info["ppid"] or 0, " ".join(info["cmdline"] or []), memory.rss))
+        found.append(ProcInfo(info["pid"], info["ppid"] or 0, " ".join(info["cmdline"] or []), peak))
     return found
 
 
