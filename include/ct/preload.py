@@ -1,21 +1,27 @@
-"""Import the pipeline's heavy libraries once, in the Airflow processes that fork task processes.
+"""Import the pipeline's libraries once, in the Airflow processes that fork task or parse processes.
 
 A LocalExecutor task is forked from a worker that was forked from the scheduler; a Celery task
-from the Celery worker. Each CT task used to import GX, MLflow and scikit-learn again (5-15 s on
-2 cores): most of the orchestration overhead per task. Imported here, before any fork, every
-task starts with them loaded (copy-on-write pages, shared). ``airflow_local_settings.py`` calls
-``preload_for_task_processes`` in every Airflow process; only the forking ones act on it.
-Set ``CT_PRELOAD_TASK_LIBRARIES=false`` to turn it off.
+from the Celery worker; each DAG parse from the dag-processor. Each CT task used to import GX,
+MLflow and scikit-learn again (5-15 s on 2 cores) and every task and parse built the pipeline
+config's pydantic models again (~0.3 s): most of the orchestration overhead per task. Imported
+here, before any fork, every child starts with them loaded (copy-on-write pages, shared).
+``airflow_local_settings.py`` calls ``preload_for_task_processes`` in every Airflow process; only
+the forking ones act on it. Set ``CT_PRELOAD_TASK_LIBRARIES=false`` to turn it off.
+
+The pipeline's own modules (``include.ct``) are preloaded too, so a forked child checks whether
+their source files changed since: if one did, the child drops them and imports the code afresh,
+and edits to the library reach the next task without restarting the scheduler.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,27 @@ HEAVY_MODULES = (
     "great_expectations",
     "matplotlib.pyplot",
 )
+# What the DAG files import from the library: every task and every parse process imports them.
+DAG_MODULES = ("include.ct.config",)
+# The library modules the operators call (they import the rest of include.ct themselves).
+PIPELINE_MODULES = (
+    *DAG_MODULES,
+    "include.ct.arrival",
+    "include.ct.extract",
+    "include.ct.validate",
+    "include.ct.drift",
+    "include.ct.steps",
+    "include.ct.train",
+    "include.ct.evaluate",
+    "include.ct.plots",
+    "include.ct.registry",
+    "include.ct.deploy",
+    "include.ct.monitor",
+)
+OWN_PACKAGE = "include"
+
+SourceStamp = tuple[int, int]  # (mtime_ns, size) of a module's source file
+_preloaded_sources: dict[str, SourceStamp] = {}
 
 
 def forks_task_processes(argv: Sequence[str]) -> bool:
@@ -39,28 +66,104 @@ def forks_task_processes(argv: Sequence[str]) -> bool:
     return args[:1] == ["scheduler"] or args[:2] == ["celery", "worker"]
 
 
+def forks_parse_processes(argv: Sequence[str]) -> bool:
+    """Whether this command line starts the dag-processor, which forks a process per DAG file parse."""
+    args = [arg for arg in argv[1:] if not arg.startswith("-")]
+    return args[:1] == ["dag-processor"]
+
+
+def modules_to_preload(argv: Sequence[str]) -> tuple[str, ...]:
+    """What this Airflow process should import before it forks: nothing unless it forks."""
+    if forks_task_processes(argv):
+        return HEAVY_MODULES + PIPELINE_MODULES
+    if forks_parse_processes(argv):
+        return DAG_MODULES
+    return ()
+
+
 def preload_enabled(environ: Mapping[str, str]) -> bool:
     return environ.get("CT_PRELOAD_TASK_LIBRARIES", "true").strip().lower() not in ("0", "false", "no", "off")
+
+
+def own_module_sources(modules: Mapping[str, object] | None = None) -> dict[str, str]:
+    """Source file of every loaded module of this repo's library package, by module name."""
+    modules = sys.modules if modules is None else modules
+    sources = {}
+    for name, module in list(modules.items()):
+        if name != OWN_PACKAGE and not name.startswith(OWN_PACKAGE + "."):
+            continue
+        path = getattr(module, "__file__", None)
+        if path:
+            sources[name] = path
+    return sources
+
+
+def stamp_sources(paths: Iterable[str]) -> dict[str, SourceStamp]:
+    """(mtime_ns, size) of each file that exists."""
+    stamps = {}
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue
+        stamps[path] = (stat.st_mtime_ns, stat.st_size)
+    return stamps
+
+
+def changed_sources(stamps: Mapping[str, SourceStamp]) -> list[str]:
+    """The files whose (mtime_ns, size) differ from ``stamps`` now, or that are gone."""
+    now = stamp_sources(stamps)
+    return sorted(path for path, stamp in stamps.items() if now.get(path) != stamp)
+
+
+def forget_changed_pipeline_code() -> list[str]:
+    """In a forked child: drop the preloaded library modules if any of their sources changed.
+
+    The child then imports the current code, as it would without the preload. Returns the files
+    that changed (empty when the preloaded code is current).
+    """
+    changed = changed_sources(_preloaded_sources)
+    if not changed:
+        return []
+    for name in own_module_sources():
+        if not name.endswith(".preload"):  # this hook's own module stays: it is running
+            sys.modules.pop(name, None)
+    _preloaded_sources.clear()
+    log.warning(
+        "%s changed since this Airflow process preloaded the pipeline code: importing it afresh "
+        "(restart the scheduler, Celery worker or dag-processor to preload it again)",
+        ", ".join(changed),
+    )
+    return changed
+
+
+@functools.cache
+def _register_fork_hook() -> None:
+    """Once per process: check the preloaded sources in every child this process forks."""
+    os.register_at_fork(after_in_child=forget_changed_pipeline_code)
 
 
 def preload_for_task_processes(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> list[str]:
-    """Import ``HEAVY_MODULES`` when this is a scheduler or Celery worker; returns what it imported."""
+    """Import what this process's forked children need (``modules_to_preload``); returns what it imported."""
     argv = sys.argv if argv is None else argv
     environ = os.environ if environ is None else environ
-    if not preload_enabled(environ) or not forks_task_processes(argv):
+    wanted = modules_to_preload(argv) if preload_enabled(environ) else ()
+    if not wanted:
         return []
     os.environ.setdefault("MPLBACKEND", "Agg")  # tasks draw plots to files, never to a screen
     started = time.perf_counter()
     loaded = []
-    for name in HEAVY_MODULES:
+    for name in wanted:
         try:
             importlib.import_module(name)
         except ImportError as exc:  # a slim image without one of them still runs its tasks
-            log.warning("not preloading %s for task processes: %s", name, exc)
+            log.warning("not preloading %s for forked processes: %s", name, exc)
             continue
         loaded.append(name)
+    _preloaded_sources.update(stamp_sources(own_module_sources().values()))
+    _register_fork_hook()
     seconds = time.perf_counter() - started
-    log.info("preloaded %d libraries for task processes in %.1f s", len(loaded), seconds)
+    log.info("preloaded %d modules for forked processes in %.1f s", len(loaded), seconds)
     return loaded

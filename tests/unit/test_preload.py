@@ -1,12 +1,25 @@
-"""Which Airflow processes preload the pipeline's libraries for the tasks they fork."""
+"""Which Airflow processes preload the pipeline's libraries for the processes they fork."""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from include.ct.preload import HEAVY_MODULES, forks_task_processes, preload_for_task_processes
+from include.ct import preload
+from include.ct.preload import (
+    DAG_MODULES,
+    HEAVY_MODULES,
+    PIPELINE_MODULES,
+    changed_sources,
+    forks_task_processes,
+    modules_to_preload,
+    preload_for_task_processes,
+    stamp_sources,
+)
 
 
 @pytest.mark.parametrize(
@@ -26,9 +39,61 @@ def test_only_processes_that_fork_tasks_preload(argv: list[str], forks: bool) ->
     assert forks_task_processes(argv) is forks
 
 
-def test_preload_imports_the_heavy_libraries_unless_turned_off() -> None:
+def test_the_dag_processor_preloads_only_what_dag_files_import() -> None:
+    assert modules_to_preload(["airflow", "dag-processor", "--num-runs", "1"]) == DAG_MODULES
+    assert modules_to_preload(["airflow", "scheduler"]) == HEAVY_MODULES + PIPELINE_MODULES
+    assert set(DAG_MODULES) <= set(PIPELINE_MODULES)
+    assert modules_to_preload(["airflow", "triggerer"]) == ()
+
+
+def test_preload_imports_the_libraries_unless_turned_off() -> None:
     scheduler = ["airflow", "scheduler"]
     assert preload_for_task_processes(scheduler, {"CT_PRELOAD_TASK_LIBRARIES": "false"}) == []
     assert preload_for_task_processes(["airflow", "triggerer"], {}) == []
-    assert preload_for_task_processes(scheduler, {}) == list(HEAVY_MODULES)
-    assert all(name in sys.modules for name in HEAVY_MODULES)
+    assert preload_for_task_processes(scheduler, {}) == list(HEAVY_MODULES + PIPELINE_MODULES)
+    assert all(name in sys.modules for name in HEAVY_MODULES + PIPELINE_MODULES)
+
+
+def test_changed_sources_notices_an_edit_and_a_removal(tmp_path: Path) -> None:
+    kept, edited, removed = (tmp_path / name for name in ("kept.py", "edited.py", "removed.py"))
+    for path in (kept, edited, removed):
+        path.write_text("x = 1\n")
+    stamps = stamp_sources([str(kept), str(edited), str(removed)])
+    assert changed_sources(stamps) == []
+    edited.write_text("x = 22\n")
+    removed.unlink()
+    assert changed_sources(stamps) == sorted([str(edited), str(removed)])
+
+
+def _in_forked_child(question: Callable[[], bool]) -> bool:
+    """Fork, answer ``question`` in the child (after the at-fork hooks ran) and return its answer."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_end)
+        os.write(write_end, b"1" if question() else b"0")
+        os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 1)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return answer == b"1"
+
+
+def test_a_forked_child_imports_edited_pipeline_code_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import include.ct.config  # noqa: F401 - a preloaded library module
+
+    source = tmp_path / "config.py"
+    source.write_text("x = 1\n")
+    monkeypatch.setattr(preload, "_preloaded_sources", stamp_sources([str(source)]))
+    preload._register_fork_hook()
+
+    def child_has_preloaded_config() -> bool:
+        return "include.ct.config" in sys.modules
+
+    assert _in_forked_child(child_has_preloaded_config)  # unchanged: the child reuses it
+    source.write_text("x = 22\n")
+    assert not _in_forked_child(child_has_preloaded_config)  # edited: the child imports afresh
+    assert "include.ct.config" in sys.modules  # the parent keeps what it preloaded
