@@ -36,6 +36,14 @@ HEAVY_MODULES = (
     "mlflow.sklearn",
     "great_expectations",
     "matplotlib.pyplot",
+    # imported lazily on first use inside the steps (found by diffing sys.modules around each
+    # step after the preload): MLflow's model flavour API and its git run context, pyarrow's
+    # dataset reader, GX's Data Docs builder, matplotlib's PNG backend
+    "mlflow.pyfunc",
+    "git",
+    "pyarrow.dataset",
+    "great_expectations.render.renderer.site_builder",
+    "matplotlib.backends.backend_agg",
 )
 # What the DAG files import from the library: every task and every parse process imports them.
 DAG_MODULES = ("include.ct.config",)
