@@ -117,20 +117,19 @@ def test_manual_approval_puts_a_person_before_the_alias_moves(tmp_path: Path) ->
 
 
 PARSE_PROBE = """
-import json, sys, time
+import json, sys
 from airflow.dag_processing.dagbag import DagBag
 DagBag(dag_folder="/nonexistent")  # warm Airflow itself up
 before = set(sys.modules)
-started = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
-seconds = time.perf_counter() - started
-print(json.dumps({"seconds": seconds, "errors": len(bag.import_errors),
+print(json.dumps({"errors": len(bag.import_errors),
                   "modules": sorted(set(sys.modules) - before)}))
 """
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
-def test_dag_file_parses_fast_without_heavy_imports(dag_file: Path) -> None:
+def test_dag_file_parses_without_heavy_imports(dag_file: Path) -> None:
+    """What keeps parsing fast: no heavy library at parse time (``make bench`` times the parse)."""
     result = subprocess.run(
         [sys.executable, "-c", PARSE_PROBE, str(dag_file)],
         capture_output=True,
@@ -143,7 +142,6 @@ def test_dag_file_parses_fast_without_heavy_imports(dag_file: Path) -> None:
     assert probe["errors"] == 0
     heavy = [m for m in probe["modules"] if m.split(".")[0] in HEAVY_MODULES]
     assert heavy == [], f"{dag_file.name} imports heavy modules at parse time: {heavy[:5]}"
-    assert probe["seconds"] < 1.0, f"{dag_file.name} took {probe['seconds']:.2f} s to parse"
 
 
 def _airflow(*args: str, env: dict[str, str], ok_codes: tuple[int, ...] = (0,)) -> str:
