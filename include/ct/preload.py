@@ -3,7 +3,7 @@
 A LocalExecutor task is forked from a worker that was forked from the scheduler; a Celery task
 from the Celery worker; each DAG parse from the dag-processor. Each CT task used to import GX,
 MLflow and scikit-learn again (5-15 s on 2 cores) and every task and parse built the pipeline
-config's pydantic models again (~0.3 s): most of the orchestration overhead per task. Imported
+config's pydantic models again (~0.4 s): most of the orchestration overhead per task. Imported
 here, before any fork, every child starts with them loaded (copy-on-write pages, shared).
 ``airflow_local_settings.py`` calls ``preload_for_task_processes`` in every Airflow process; only
 the forking ones act on it. Set ``CT_PRELOAD_TASK_LIBRARIES=false`` to turn it off.
@@ -68,16 +68,20 @@ SourceStamp = tuple[int, int]  # (mtime_ns, size) of a module's source file
 _preloaded_sources: dict[str, SourceStamp] = {}
 
 
+def _subcommand(argv: Sequence[str]) -> list[str]:
+    """The Airflow subcommand words of a command line, options left out."""
+    return [arg for arg in argv[1:] if not arg.startswith("-")]
+
+
 def forks_task_processes(argv: Sequence[str]) -> bool:
     """Whether this command line starts an Airflow process that forks task processes."""
-    args = [arg for arg in argv[1:] if not arg.startswith("-")]
+    args = _subcommand(argv)
     return args[:1] == ["scheduler"] or args[:2] == ["celery", "worker"]
 
 
 def forks_parse_processes(argv: Sequence[str]) -> bool:
     """Whether this command line starts the dag-processor, which forks a process per DAG file parse."""
-    args = [arg for arg in argv[1:] if not arg.startswith("-")]
-    return args[:1] == ["dag-processor"]
+    return _subcommand(argv)[:1] == ["dag-processor"]
 
 
 def modules_to_preload(argv: Sequence[str]) -> tuple[str, ...]:
@@ -93,11 +97,10 @@ def preload_enabled(environ: Mapping[str, str]) -> bool:
     return environ.get("CT_PRELOAD_TASK_LIBRARIES", "true").strip().lower() not in ("0", "false", "no", "off")
 
 
-def own_module_sources(modules: Mapping[str, object] | None = None) -> dict[str, str]:
+def own_module_sources() -> dict[str, str]:
     """Source file of every loaded module of this repo's library package, by module name."""
-    modules = sys.modules if modules is None else modules
     sources = {}
-    for name, module in list(modules.items()):
+    for name, module in list(sys.modules.items()):
         if name != OWN_PACKAGE and not name.startswith(OWN_PACKAGE + "."):
             continue
         path = getattr(module, "__file__", None)
