@@ -7,7 +7,9 @@ always loaded too, so the copy needs a name of its own) whose landing zone is po
 second without settling time (datagen renames finished files into place), with no schedule and
 a gate that promotes every new batch. For each size and repeat it lands a
 batch, waits for the asset-triggered run and for the prediction service to serve the new version,
-and reads per-task durations, scheduler-to-task latencies and peak RSS of every task process tree.
+and reads per-task durations, scheduler-to-task latencies and peak RSS of every task process tree
+(sampled every second, and reported by each task process as it ends through the bench-only
+listener in ``bench/task_rss_plugin.py``, so tasks shorter than a sample are measured too).
 Writes ``bench/results/orchestrated.json``; everything it started is stopped at the end.
 
     python -m bench.orchestrated --sizes 10000,100000,1000000 --repeats 3
@@ -47,6 +49,8 @@ STAGES = ("extract", "validate", "train", "evaluate", "gate", "register", "deplo
 MIB = 2**20
 SAMPLE_SECONDS = 1.0
 IDLE_SECONDS = 20.0
+# Where bench/task_rss_plugin.py (loaded by the bench's Airflow only) appends each task's peak.
+TASK_RSS_LOG_ENV = "CT_BENCH_TASK_RSS_LOG"
 # Replacements on the bundled churn.yaml: own name and landing zone, fast polling, only data
 # arrival starts runs, train on the new batch alone, and a gate every fresh model passes.
 CONFIG_REPLACEMENTS = {
@@ -97,6 +101,23 @@ def task_tree_rss(processes: Iterable[ProcInfo]) -> dict[str, int]:
             stack.extend(children.get(node.pid, []))
         totals[match.group(1)] = totals.get(match.group(1), 0) + total
     return totals
+
+
+def read_peaks(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Task instance id -> peak bytes reported so far (a retried task keeps its highest)."""
+    peaks: dict[str, int] = {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        return peaks
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        ti_id, peak = str(entry.get("ti_id")), int(entry.get("peak_bytes") or 0)
+        peaks[ti_id] = max(peaks.get(ti_id, 0), peak)
+    return peaks
 
 
 def peak_rss_bytes(pid: int) -> int | None:
@@ -166,6 +187,11 @@ class RssSampler(_Poller):
         """Fold one sample into the peaks."""
         for ti_id, rss in totals.items():
             self.first_seen.setdefault(ti_id, now)
+            self.peaks[ti_id] = max(self.peaks.get(ti_id, 0), rss)
+
+    def fold_peaks(self, peaks: dict[str, int]) -> None:
+        """Fold in peaks the task processes reported themselves (no sighting time)."""
+        for ti_id, rss in peaks.items():
             self.peaks[ti_id] = max(self.peaks.get(ti_id, 0), rss)
 
     def poll(self) -> None:
@@ -373,7 +399,8 @@ def bench_env(workdir: Path) -> dict[str, str]:
             "PYTHONPATH": str(REPO_ROOT),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(workdir / "plugins"),
+            TASK_RSS_LOG_ENV: str(workdir / "task_rss.jsonl"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "CT_DATA_DIR": str(workdir / "data"),
             "CT_PIPELINES_DIR": str(workdir / "pipelines"),
@@ -384,6 +411,16 @@ def bench_env(workdir: Path) -> dict[str, str]:
         }
     )
     return env
+
+
+def bench_plugins_folder(workdir: Path) -> Path:
+    """The shipped plugins plus the bench's task RSS listener, linked into one folder."""
+    folder = workdir / "plugins"
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in (*(REPO_ROOT / "plugins").iterdir(), REPO_ROOT / "bench" / "task_rss_plugin.py"):
+        if entry.name != "__pycache__" and not (folder / entry.name).exists():
+            (folder / entry.name).symlink_to(entry)
+    return folder
 
 
 @dataclass
@@ -406,6 +443,7 @@ def running_bench(workdir: Path) -> Iterator[Bench]:
     if missing:
         raise RuntimeError(f"{SOURCE_CONFIG} changed: cannot set up the bench pipeline ({missing} not found)")
     copy_config(SOURCE_CONFIG, workdir / "pipelines", f"{PIPELINE}.yaml", **CONFIG_REPLACEMENTS)
+    bench_plugins_folder(workdir)
     os.environ.clear()
     os.environ.update(bench_env(workdir))
     mlflow = start_mlflow_server(workdir / "mlflow")
@@ -491,6 +529,7 @@ def measure_run(bench: Bench, rows: int, day: int, repeat: int) -> dict[str, Any
     for stage in STAGES:
         task_log = _last_attempt_log(stack, run_id, stage)
         executes[stage] = execute_seconds(task_log.read_text().splitlines()) if task_log else None
+    bench.sampler.fold_peaks(read_peaks(os.environ[TASK_RSS_LOG_ENV]))
     tasks = task_facts(stack.query(TASK_ROWS_SQL, DAG_ID, run_id), bench.sampler, executes)
     run_row = stack.query(
         "SELECT r.queued_at, r.start_date, r.end_date, r.run_after, "

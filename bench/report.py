@@ -232,6 +232,12 @@ def section_latency(results: dict[str, Any]) -> list[str]:
     sizes = _get(results, "orchestrated", "sizes")
     if not sizes:
         return lines + _missing("real scheduler, 10k/100k/1M rows", "orchestrated")
+    lines += [
+        "Seconds: the task's start to end in Airflow. Peak RSS: the task process's own peak, as it "
+        "reported it on finishing, or its process tree's (children included) sampled every second "
+        "when that is higher; both count the preloaded libraries' shared copy-on-write pages.",
+        "",
+    ]
     for size in _sizes(sizes):
         data = sizes[size]
         lines += [

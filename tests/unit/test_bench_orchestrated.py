@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import resource
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bench.orchestrated import (
     MIB,
+    REPO_ROOT,
+    TASK_RSS_LOG_ENV,
     ProcInfo,
     RssSampler,
     aggregate,
+    bench_plugins_folder,
     execute_seconds,
+    read_peaks,
     run_overhead,
     task_facts,
     task_tree_rss,
@@ -46,6 +52,45 @@ def test_sampler_keeps_the_peak_and_first_sighting() -> None:
     sampler.record({TI_A: 20}, 100.4)
     assert sampler.peaks == {TI_A: 30, TI_B: 5}
     assert sampler.first_seen == {TI_A: 100.0, TI_B: 100.2}
+
+
+def test_reported_peaks_fill_in_tasks_the_sampler_missed_and_never_lower_a_peak() -> None:
+    sampler = RssSampler()
+    sampler.record({TI_A: 300}, 100.0)
+    sampler.fold_peaks({TI_A: 200, TI_B: 50})
+    assert sampler.peaks == {TI_A: 300, TI_B: 50}
+    assert sampler.first_seen == {TI_A: 100.0}  # a report is not a sighting
+
+
+def test_each_task_process_reports_its_own_peak_through_the_bench_listener(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from bench import task_rss_plugin
+
+    assert task_rss_plugin.LOG_ENV == TASK_RSS_LOG_ENV
+    log = tmp_path / "task_rss.jsonl"
+    monkeypatch.setenv(TASK_RSS_LOG_ENV, str(log))
+
+    class TaskInstance:
+        id = TI_A
+
+    task_rss_plugin.on_task_instance_success(previous_state=None, task_instance=TaskInstance())
+    task_rss_plugin.on_task_instance_failed(previous_state=None, task_instance=TaskInstance(), error="x")
+    log.write_text(log.read_text() + "not json\n")  # a torn line is skipped, not fatal
+    peaks = read_peaks(log)
+    assert set(peaks) == {TI_A}
+    assert 0 < peaks[TI_A] <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert read_peaks(tmp_path / "missing.jsonl") == {}
+    assert task_rss_plugin.BenchTaskRssPlugin.listeners == [task_rss_plugin]
+
+
+def test_bench_plugins_folder_links_the_shipped_plugins_and_the_listener(tmp_path: Path) -> None:
+    folder = bench_plugins_folder(tmp_path)
+    assert bench_plugins_folder(tmp_path) == folder  # a second call finds the links in place
+    names = {entry.name for entry in folder.iterdir()}
+    shipped = {e.name for e in (REPO_ROOT / "plugins").iterdir() if e.name != "__pycache__"}
+    assert names == shipped | {"task_rss_plugin.py"}
+    assert (folder / "ct_plugin.py").resolve() == (REPO_ROOT / "plugins" / "ct_plugin.py").resolve()
 
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
