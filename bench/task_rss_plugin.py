@@ -27,9 +27,9 @@ def task_peak_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def report_peak(ti_id: str, path: str | None = None) -> None:
+def report_peak(ti_id: str) -> None:
     """Append this task's peak to the log; one short O_APPEND write, so lines never interleave."""
-    path = path or os.environ.get(LOG_ENV)
+    path = os.environ.get(LOG_ENV)
     if not path:
         return
     with open(path, "a") as out:
