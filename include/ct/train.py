@@ -6,6 +6,7 @@ on exactly the same rows.
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 import time
@@ -288,6 +289,63 @@ def dataset_digest(frame: pd.DataFrame) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+SCHEMA_SAMPLE_ROWS = 10_000
+
+
+def dataset_schema(frame: pd.DataFrame) -> Any:
+    """The MLflow schema of ``frame``, as ``mlflow.data.from_pandas`` infers it, without its
+    per-value Python loops: column types from a sample, ``required`` from vectorised null checks.
+
+    MLflow checks every value of every column in Python (1.9 s of an 11 s train task at 1M rows).
+    A column with no value in the sample has its type inferred from all of its rows.
+    """
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.utils import _infer_schema
+
+    sampled = _infer_schema(frame.head(SCHEMA_SAMPLE_ROWS)).input_dict()
+    columns = []
+    for name in frame.columns:
+        column = frame[name]
+        spec = sampled[name] if column.head(SCHEMA_SAMPLE_ROWS).notna().any() else None
+        if spec is None:
+            spec = _infer_schema(frame[[name]]).input_dict()[name]
+        columns.append(ColSpec(type=spec.type, name=name, required=not column.isna().any()))
+    return Schema(columns)
+
+
+def logged_dataset(frame: pd.DataFrame, *, source: str, target: str, name: str) -> Any:
+    """What ``mlflow.data.from_pandas(frame, ...)`` returns, with a content digest and the
+    schema of ``dataset_schema`` (MLflow would infer it row by row when the input is logged)."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    return _preset_schema_dataset_class()(
+        frame,
+        resolve_dataset_source(source),
+        targets=target,
+        name=name,
+        digest=dataset_digest(frame),
+        schema=dataset_schema(frame),
+    )
+
+
+@functools.cache
+def _preset_schema_dataset_class() -> type:
+    from mlflow.data.pandas_dataset import PandasDataset
+
+    class PresetSchemaPandasDataset(PandasDataset):  # type: ignore[misc]
+        """A PandasDataset whose schema was computed once, up front."""
+
+        def __init__(self, *args: Any, schema: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._preset_schema = schema
+
+        @property
+        def schema(self) -> Any:
+            return self._preset_schema
+
+    return PresetSchemaPandasDataset
+
+
 def _pip_requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -391,23 +449,13 @@ def train_challenger(config: PipelineConfig, lineage: registry.Lineage) -> Train
             }
         )
         mlflow.log_input(
-            mlflow.data.from_pandas(
-                train,
-                source=str(paths.snapshots),
-                targets=config.target,
-                name=f"{config.name}-train",
-                digest=dataset_digest(train),
+            logged_dataset(
+                train, source=str(paths.snapshots), target=config.target, name=f"{config.name}-train"
             ),
             context="training",
         )
         mlflow.log_input(
-            mlflow.data.from_pandas(
-                test,
-                source=str(test_path),
-                targets=config.target,
-                name=f"{config.name}-test",
-                digest=dataset_digest(test),
-            ),
+            logged_dataset(test, source=str(test_path), target=config.target, name=f"{config.name}-test"),
             context="evaluation",
         )
         example = train[features].head(5).copy()

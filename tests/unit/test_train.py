@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
@@ -60,3 +62,25 @@ def test_training_fits_the_standard_pipeline_and_any_wrapped_one_alike(churn: Pi
     fit_pipeline(churn, wrapped, train)
     features = test[churn.feature_names]
     np.testing.assert_allclose(wrapped.predict_proba(features), standard.predict_proba(features))
+
+
+def test_dataset_schema_matches_mlflows_own_inference_without_reading_every_value(
+    churn: PipelineConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.types.utils import _infer_schema
+
+    from include.ct import train as train_module
+
+    monkeypatch.setattr(train_module, "SCHEMA_SAMPLE_ROWS", 50)
+    frame = coerce_to_schema(churn, datagen.churn_batch(400, day=1))
+    text = next(c for c in frame.columns if frame[c].dtype == object or str(frame[c].dtype) == "str")
+    number = next(c for c in frame.columns if pd.api.types.is_float_dtype(frame[c]))
+    frame.loc[300, number] = np.nan  # missing only after the sample: not required
+    frame["late"] = pd.Series([None] * 350 + ["x"] * 50, dtype=frame[text].dtype)  # empty sample
+    assert train_module.dataset_schema(frame) == _infer_schema(frame)
+    assert not train_module.dataset_schema(frame).input_dict()[number].required
+
+    dataset = train_module.logged_dataset(frame, source="/tmp/snapshots", target=churn.target, name="t")
+    assert dataset.schema == _infer_schema(frame)
+    assert dataset.digest == train_module.dataset_digest(frame)
+    assert '"mlflow_colspec"' in dataset.to_dict()["schema"]
