@@ -185,9 +185,9 @@ class RssSampler(_Poller):
 
     def record(self, totals: dict[str, int], now: float) -> None:
         """Fold one sample into the peaks."""
-        for ti_id, rss in totals.items():
+        for ti_id in totals:
             self.first_seen.setdefault(ti_id, now)
-            self.peaks[ti_id] = max(self.peaks.get(ti_id, 0), rss)
+        self.fold_peaks(totals)
 
     def fold_peaks(self, peaks: dict[str, int]) -> None:
         """Fold in peaks the task processes reported themselves (no sighting time)."""

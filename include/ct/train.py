@@ -306,8 +306,9 @@ def dataset_schema(frame: pd.DataFrame) -> Any:
     columns = []
     for name in frame.columns:
         column = frame[name]
-        spec = sampled[name] if column.head(SCHEMA_SAMPLE_ROWS).notna().any() else None
-        if spec is None:
+        if column.head(SCHEMA_SAMPLE_ROWS).notna().any():
+            spec = sampled[name]
+        else:
             spec = _infer_schema(frame[[name]]).input_dict()[name]
         columns.append(ColSpec(type=spec.type, name=name, required=not column.isna().any()))
     return Schema(columns)
