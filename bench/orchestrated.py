@@ -51,11 +51,12 @@ SAMPLE_SECONDS = 1.0
 IDLE_SECONDS = 20.0
 # Where bench/task_rss_plugin.py (loaded by the bench's Airflow only) appends each task's peak.
 TASK_RSS_LOG_ENV = "CT_BENCH_TASK_RSS_LOG"
-# Replacements on the bundled churn.yaml: own name and landing zone, fast polling, only data
-# arrival starts runs, train on the new batch alone, and a gate every fresh model passes.
+# Replacements on the bundled churn.yaml: own name and landing zone (watched at the shipped
+# poll_seconds: file system events wake the watcher; no settling, datagen renames into place),
+# only data arrival starts runs, train on the new batch alone, and a gate every fresh model passes.
 CONFIG_REPLACEMENTS = {
     "\nname: churn\n": f"\nname: {PIPELINE}\n",
-    "  path: landing/churn\n": f"  path: landing/{PIPELINE}\n  poll_seconds: 1\n  settle_seconds: 0\n",
+    "  path: landing/churn\n": f"  path: landing/{PIPELINE}\n  settle_seconds: 0\n",
     'schedule: "@daily"': "schedule: null",
     "threshold: 0.7 ": "threshold: 0.5 ",
     "min_improvement: 0.0 ": "min_improvement: -1.0 ",

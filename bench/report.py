@@ -291,7 +291,7 @@ def section_overhead(results: dict[str, Any]) -> list[str]:
 
 
 OVERHEAD_PARTS = {
-    "arrival_to_event_s": "arrival to asset event (watcher poll)",
+    "arrival_to_event_s": "arrival to asset event (watcher, then the triggerer's 1 s loop)",
     "event_to_run_s": "event to DAG run",
     "run_to_first_task_s": "run to first task",
     "between_tasks_s": "between tasks",

@@ -1,10 +1,12 @@
 """Data arrival: which landing-zone batches or SQL source rows are new, announced exactly once.
 
-The landing watcher (a deferrable trigger in the triggerer) asks ``announce_new_batches`` on
-every poll. A batch is announced once it has settled (unchanged for ``settle_seconds``), and is
-recorded in a ledger in artifact storage, so a restarted watcher never announces it again and
-each batch triggers at most one run. Batches leave the ledger when they leave the landing zone
-(consumed into a snapshot, or quarantined).
+The landing watcher (a deferrable trigger in the triggerer) runs ``watch_landing``: it asks
+``announce_new_batches`` as soon as the file system reports a change in the landing zone (inotify
+and its kin, through watchfiles), and every ``poll_seconds`` in any case, for file systems that
+report nothing (NFS, some container mounts). A batch is announced once it has settled (unchanged
+for ``settle_seconds``), and is recorded in a ledger in artifact storage, so a restarted watcher
+never announces it again and each batch triggers at most one run. Batches leave the ledger when
+they leave the landing zone (consumed into a snapshot, or quarantined).
 
 A SQL source is watched the same way by ``announce_new_rows``: rows past the extraction
 watermark and past the last announcement are counted, and the announced end is recorded, so a
@@ -13,15 +15,18 @@ set of rows triggers one run, which then extracts everything from the watermark 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from include.ct.config import PipelineConfig
+from include.ct.config import PipelineConfig, find_pipeline_config
 from include.ct.extract import EPOCH, pending_batches, sql_watermark
 from include.ct.storage import pipeline_paths, write_json_atomic
 
@@ -104,6 +109,91 @@ def announce_new_batches(
         return None
     log.info("%s: %d new batch(es): %s", config.name, len(fresh), fresh)
     return Arrival(config.name, fresh)
+
+
+async def watch_landing(
+    pipeline: str, *, poll_seconds: float, settle_seconds: float
+) -> AsyncGenerator[Arrival, None]:
+    """Each set of newly settled batches of ``pipeline``, moments after it lands.
+
+    Looks when the landing zone changes and every ``poll_seconds`` at the latest; after a change
+    it waits ``settle_seconds`` first, the time a file must stay unchanged to count as complete.
+    A broken config or full disk is logged and retried, never ends the watch.
+    """
+    wakeups: AsyncGenerator[bool, None] | None = None
+    first_wakeup: asyncio.Future[bool] | None = None
+    try:
+        while True:
+            arrival = None
+            try:
+                config = await asyncio.to_thread(find_pipeline_config, pipeline)
+                if wakeups is None:
+                    wakeups = landing_wakeups(pipeline_paths(config).landing, poll_seconds)
+                    first_wakeup = asyncio.ensure_future(anext(wakeups))
+                    await asyncio.sleep(0)  # the watcher is armed before the first look: nothing slips by
+                arrival = await asyncio.to_thread(announce_new_batches, config, settle_seconds=settle_seconds)
+            except Exception:
+                log.exception("landing watcher of %s failed; retrying", pipeline)
+            if arrival is not None:
+                yield arrival
+            if wakeups is None:
+                await asyncio.sleep(poll_seconds)
+                continue
+            if first_wakeup is not None:
+                changed, first_wakeup = await first_wakeup, None
+            else:
+                changed = await anext(wakeups)
+            if changed and settle_seconds > 0:
+                await asyncio.sleep(settle_seconds)
+    finally:
+        if first_wakeup is not None and first_wakeup.cancel():
+            with contextlib.suppress(asyncio.CancelledError):
+                await first_wakeup
+        if wakeups is not None:
+            await wakeups.aclose()
+
+
+def _is_batch_name(path: str) -> bool:
+    return not Path(path).name.startswith((".", "_"))  # partial uploads, never read
+
+
+async def landing_wakeups(landing: Path, poll_seconds: float) -> AsyncGenerator[bool, None]:
+    """Yield True when a file in ``landing`` changes, False after ``poll_seconds`` without one.
+
+    File system events come from watchfiles in one worker thread. Where they cannot be had (the
+    folder cannot be created, the inotify watch limit is reached) the wait falls back to polling,
+    and watching is tried again on every poll.
+    """
+    from watchfiles import awatch
+
+    warned = False
+    while True:
+        try:
+            landing.mkdir(parents=True, exist_ok=True)
+            changes = awatch(
+                landing,
+                watch_filter=lambda _change, path: _is_batch_name(path),
+                debounce=1_000,  # a long upload in place wakes the watcher at most once a second
+                step=50,
+                rust_timeout=max(1, round(poll_seconds * 1000)),
+                yield_on_timeout=True,
+                recursive=False,
+            )
+            async with contextlib.aclosing(changes):
+                async for changed in changes:
+                    yield bool(changed)
+        except Exception:  # e.g. OSError, or watchfiles' own RuntimeError
+            level = logging.DEBUG if warned else logging.WARNING  # say it once, not every poll
+            log.log(
+                level,
+                "cannot watch %s for new files: polling every %s s",
+                landing,
+                poll_seconds,
+                exc_info=True,
+            )
+            warned = True
+            await asyncio.sleep(poll_seconds)
+            yield False
 
 
 def _announced_path(config: PipelineConfig) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
@@ -18,7 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class NewBatchTrigger(BaseEventTrigger):
-    """Fires once per set of newly settled batch files in a pipeline's landing zone."""
+    """Fires once per set of newly settled batch files in a pipeline's landing zone.
+
+    Wakes on file system events, so a batch is announced moments after it lands; ``poll_seconds``
+    only bounds the wait where the file system sends none.
+    """
 
     def __init__(self, pipeline: str, poll_seconds: float = 30.0, settle_seconds: float = 2.0) -> None:
         super().__init__()
@@ -37,22 +42,15 @@ class NewBatchTrigger(BaseEventTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from include.ct.arrival import announce_new_batches
-        from include.ct.config import find_pipeline_config
+        from include.ct.arrival import watch_landing
 
-        while True:
-            try:
-                config = await asyncio.to_thread(find_pipeline_config, self.pipeline)
-                arrival = await asyncio.to_thread(
-                    announce_new_batches, config, settle_seconds=self.settle_seconds
-                )
-            except Exception:  # a broken config or full disk must not kill the watcher
-                log.exception("landing watcher of %s failed; retrying", self.pipeline)
-                arrival = None
-            if arrival is not None:
+        arrivals = watch_landing(
+            self.pipeline, poll_seconds=self.poll_seconds, settle_seconds=self.settle_seconds
+        )
+        async with aclosing(arrivals):
+            async for arrival in arrivals:
                 log.info("%s: %s", self.pipeline, arrival.reason)
                 yield TriggerEvent(arrival.to_payload())
-            await asyncio.sleep(self.poll_seconds)
 
 
 class NewRowsTrigger(BaseEventTrigger):

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 
 from include.ct import datagen
 from include.ct.arrival import announce_new_batches, announce_new_rows, read_ledger
@@ -154,3 +155,44 @@ def test_model_loading_lookups_do_not_flood_task_logs_with_airflow_deprecations(
 
     assert airflow_warnings(install_filter=False)  # the flood this guards against
     assert airflow_warnings(install_filter=True) == []
+
+
+def _first_arrival(
+    churn: PipelineConfig, *, poll_seconds: float, land_after: float = 0.5
+) -> tuple[list[str], str]:
+    """Start the landing watch, land a batch, return what it announced and the batch's name."""
+    import asyncio
+
+    from include.ct.arrival import watch_landing
+
+    async def scenario() -> tuple[list[str], str]:
+        arrivals = watch_landing(churn.name, poll_seconds=poll_seconds, settle_seconds=0)
+        try:
+            first = asyncio.ensure_future(anext(arrivals))
+            await asyncio.sleep(land_after)
+            batch = await asyncio.to_thread(datagen.write_batch, churn, rows=50)
+            arrival = await asyncio.wait_for(first, timeout=30)
+            return arrival.files, batch.name
+        finally:
+            await arrivals.aclose()
+
+    return asyncio.run(scenario())
+
+
+def test_the_watch_announces_a_batch_when_it_lands_not_at_the_next_poll(churn: PipelineConfig) -> None:
+    files, batch = _first_arrival(churn, poll_seconds=3600)  # a poll would never come in time
+    assert files == [batch]
+
+
+def test_the_watch_falls_back_to_polling_where_the_file_system_sends_no_events(
+    churn: PipelineConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import watchfiles
+
+    def no_events(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "inotify watch limit reached")
+
+    monkeypatch.setattr(watchfiles, "awatch", no_events)
+    files, batch = _first_arrival(churn, poll_seconds=0.2)
+    assert files == [batch]
+    assert "polling every 0.2 s" in caplog.text
