@@ -445,8 +445,9 @@ def running_bench(workdir: Path) -> Iterator[Bench]:
         raise RuntimeError(f"{SOURCE_CONFIG} changed: cannot set up the bench pipeline ({missing} not found)")
     copy_config(SOURCE_CONFIG, workdir / "pipelines", f"{PIPELINE}.yaml", **CONFIG_REPLACEMENTS)
     bench_plugins_folder(workdir)
+    env = bench_env(workdir)  # before clearing: it starts from this environment (PATH, HOME)
     os.environ.clear()
-    os.environ.update(bench_env(workdir))
+    os.environ.update(env)
     mlflow = start_mlflow_server(workdir / "mlflow")
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(_stop_group, mlflow.process, stop)
