@@ -3,13 +3,14 @@
 Starts an MLflow server, the prediction service and Airflow 3 (scheduler with LocalExecutor,
 dag-processor, triggerer, api-server; metadata on a throwaway PostgreSQL database) in a temp
 dir, with a copy of the bundled churn pipeline named ``bench_churn`` (the bundled ``churn`` is
-always loaded too, so the copy needs a name of its own) whose landing zone is polled every
-second without settling time (datagen renames finished files into place), with no schedule and
-a gate that promotes every new batch. For each size and repeat it lands a
-batch, waits for the asset-triggered run and for the prediction service to serve the new version,
-and reads per-task durations, scheduler-to-task latencies and peak RSS of every task process tree
-(sampled every second, and reported by each task process as it ends through the bench-only
-listener in ``bench/task_rss_plugin.py``, so tasks shorter than a sample are measured too).
+always loaded too, so the copy needs a name of its own) whose landing zone is watched as shipped
+(file system events, the default poll as fallback) without settling time (datagen renames
+finished files into place), with no schedule and a gate that promotes every new batch. For each
+size and repeat it lands a batch, waits for the asset-triggered run and for the prediction
+service to serve the new version, and reads per-task durations, scheduler-to-task latencies and
+peak RSS of every task process tree (sampled every second, and reported by each task process as
+it ends through the bench-only listener in ``bench/task_rss_plugin.py``, so tasks shorter than a
+sample are measured too).
 Writes ``bench/results/orchestrated.json``; everything it started is stopped at the end.
 
     python -m bench.orchestrated --sizes 10000,100000,1000000 --repeats 3
