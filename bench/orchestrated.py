@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -31,7 +32,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,15 +204,43 @@ class RssSampler(_Poller):
 # --- what the prediction service serves ---------------------------------------------------------
 
 
+def deploy_started(logs: Path, seen_runs: set[str]) -> bool:
+    """Whether a run not in ``seen_runs`` has started its deploy task: its task log folder exists
+    (the supervisor creates it before the task runs). A directory listing, no database query."""
+    try:
+        entries = list(os.scandir(logs))
+    except FileNotFoundError:
+        return False
+    return any(
+        entry.name.startswith("run_id=")
+        and entry.name.removeprefix("run_id=") not in seen_runs
+        and os.path.isdir(os.path.join(entry.path, "task_id=deploy"))
+        for entry in entries
+    )
+
+
 @dataclass(kw_only=True)
 class ServingWatcher(_Poller):
-    """Polls ``GET /v1/models/<name>`` in a thread and records when each version first answered."""
+    """Polls ``GET /v1/models/<name>`` in a thread and records when each version first answered.
+
+    Only once ``armed()`` has returned true (it is checked every ``interval`` until then): a new
+    version can be served only after the deploy task moves the alias, and requests earlier would
+    take CPU from the tasks being measured, which the floor's tasks do not share.
+    """
 
     url: str
     interval: float = 0.1
+    armed: Callable[[], bool] = lambda: True
     first_served: dict[str, float] = field(default_factory=dict)
+    requests: int = 0
+    _is_armed: bool = False
 
     def poll(self) -> None:
+        if not self._is_armed:
+            if not self.armed():
+                return
+            self._is_armed = True
+        self.requests += 1
         try:
             with urllib.request.urlopen(self.url, timeout=5) as response:
                 version = json.loads(response.read()).get("version")
@@ -518,7 +547,9 @@ def measure_run(bench: Bench, rows: int, day: int, repeat: int) -> dict[str, Any
     seen = {run_id for run_id, _, _ in stack.runs(DAG_ID)}
     # datagen generates the churn stream only for a config named churn; it lands in our zone.
     generator = config.model_copy(update={"name": "churn"})
-    with ServingWatcher(url=bench.serving_url) as watcher:
+    logs = Path(stack.home) / "logs" / f"dag_id={DAG_ID}"
+    armed = functools.partial(deploy_started, logs, seen)
+    with ServingWatcher(url=bench.serving_url, armed=armed) as watcher:
         written = time.time()
         batch = datagen.write_batch(generator, rows=rows, day=day)
         arrival = time.time()
@@ -528,6 +559,7 @@ def measure_run(bench: Bench, rows: int, day: int, repeat: int) -> dict[str, Any
         register = stack.xcom(DAG_ID, run_id, "register") or {}
         version = str(register["version"]) if register.get("version") is not None else None
         served = watcher.wait_for(version, 60) if version and state == "success" else None
+    log.info("serving polled %d times", watcher.requests)
     executes = {}
     for stage in STAGES:
         task_log = _last_attempt_log(stack, run_id, stage)
@@ -563,14 +595,18 @@ def measure_run(bench: Bench, rows: int, day: int, repeat: int) -> dict[str, Any
 
 
 def _wait_for_new_run(stack: Any, seen: set[str], timeout: float) -> tuple[str, str]:
-    """The first run not in ``seen``, once it has finished: (run_id, state)."""
+    """The first run not in ``seen``, once it has finished: (run_id, state).
+
+    Checked every 2 s: each check is a new database connection (a PostgreSQL backend forked),
+    and a run's end is read from the database afterwards, so a later look changes no figure.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for run_id, state, _ in stack.runs(DAG_ID):
             if run_id not in seen and state in ("success", "failed"):
                 return run_id, state
         stack._check_alive()
-        time.sleep(0.5)
+        time.sleep(2)
     raise TimeoutError(f"no finished run of {DAG_ID} within {timeout} s\n{stack.logs()}")
 
 

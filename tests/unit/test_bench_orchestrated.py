@@ -13,8 +13,10 @@ from bench.orchestrated import (
     TASK_RSS_LOG_ENV,
     ProcInfo,
     RssSampler,
+    ServingWatcher,
     aggregate,
     bench_plugins_folder,
+    deploy_started,
     execute_seconds,
     read_peaks,
     run_overhead,
@@ -178,3 +180,27 @@ def test_execute_seconds_spans_pre_execute_end_to_post_execute_start() -> None:
     ]
     assert execute_seconds(lines) == 4.25
     assert execute_seconds(lines[:3]) is None
+
+
+def test_deploy_started_only_for_a_new_run_with_a_deploy_task_log(tmp_path: Path) -> None:
+    logs = tmp_path / "dag_id=ct_bench_churn"
+    assert not deploy_started(logs, set())  # no run has logged anything yet
+    (logs / "run_id=old" / "task_id=deploy").mkdir(parents=True)
+    (logs / "run_id=new" / "task_id=register").mkdir(parents=True)
+    assert not deploy_started(logs, {"old"})
+    (logs / "run_id=new" / "task_id=deploy").mkdir()
+    assert deploy_started(logs, {"old"})
+
+
+def test_serving_watcher_sends_no_request_until_armed() -> None:
+    ready = False
+    watcher = ServingWatcher(url="http://127.0.0.1:9/v1/models/x", armed=lambda: ready)
+    watcher.poll()
+    watcher.poll()
+    assert watcher.requests == 0
+    ready = True
+    watcher.poll()
+    ready = False  # once armed it stays armed
+    watcher.poll()
+    assert watcher.requests == 2
+    assert watcher.first_served == {}  # nothing answered on the discard port
