@@ -17,6 +17,10 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
+# How the floor and the orchestrated pass land their batches: the same format for both, or the
+# floor would skip parsing work the tasks do (a CSV's timestamps arrive as text), and the one
+# `make data` ships.
+BATCH_FORMAT = "csv"
 PACKAGES = (
     "apache-airflow",
     "mlflow",

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple, Self
 
 import psutil
 
-from bench.measure import REPO_ROOT, summarize, write_result
+from bench.measure import BATCH_FORMAT, REPO_ROOT, summarize, write_result
 
 log = logging.getLogger("bench.orchestrated")
 
@@ -551,7 +551,7 @@ def measure_run(bench: Bench, rows: int, day: int, repeat: int) -> dict[str, Any
     armed = functools.partial(deploy_started, logs, seen)
     with ServingWatcher(url=bench.serving_url, armed=armed) as watcher:
         written = time.time()
-        batch = datagen.write_batch(generator, rows=rows, day=day)
+        batch = datagen.write_batch(generator, rows=rows, day=day, fmt=BATCH_FORMAT)
         arrival = time.time()
         log.info("%d rows (repeat %d): %s written in %.1f s", rows, repeat, batch.name, arrival - written)
         timeout = 900 + rows / 1000

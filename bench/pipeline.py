@@ -27,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.measure import REPO_ROOT, RESULTS_DIR, summarize, write_result
+from bench.measure import BATCH_FORMAT, REPO_ROOT, RESULTS_DIR, summarize, write_result
 from bench.serving import free_port, stop, wait_for
 from tests.helpers.fixtures import MLFLOW_SERVER_ENV, mlflow_server_command
 
@@ -270,7 +270,7 @@ def floor(sizes: list[int], repeats: int) -> dict[str, Any]:
             with local_stack(work, "churn_floor", pipelines):
                 churn = find_pipeline_config("churn")  # writes to landing/churn, which churn_floor reads
                 for repeat in range(repeats):
-                    datagen.write_batch(churn, day=repeat + 1, rows=rows, seed=repeat, fmt="parquet")
+                    datagen.write_batch(churn, day=repeat + 1, rows=rows, seed=repeat, fmt=BATCH_FORMAT)
                     state: dict[str, Any] = {"run_id": f"bench_{rows}_{repeat}"}
                     started = time.perf_counter()
                     for stage in STAGES:
