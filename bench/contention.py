@@ -33,7 +33,7 @@ FLOOR_CODE = (
 
 def floor_beside_airflow(rows: int, repeats: int) -> dict[str, Any]:
     """The floor's figures at ``rows`` rows, measured while an idle Airflow stack runs."""
-    caller_env = dict(os.environ)  # running_bench swaps os.environ for the stack's
+    caller_env = dict(os.environ)  # inside running_bench os.environ is the stack's
     workdir = Path(tempfile.mkdtemp(prefix="ct-bench-contention-"))
     try:
         with running_bench(workdir) as bench:
@@ -46,8 +46,6 @@ def floor_beside_airflow(rows: int, repeats: int) -> dict[str, Any]:
                 check=False,
             )
     finally:
-        os.environ.clear()
-        os.environ.update(caller_env)
         shutil.rmtree(workdir, ignore_errors=True)
     if done.returncode != 0:
         raise RuntimeError(f"the floor beside Airflow failed:\n{done.stderr[-4000:]}")

@@ -465,7 +465,11 @@ class Bench:
 
 @contextlib.contextmanager
 def running_bench(workdir: Path) -> Iterator[Bench]:
-    """MLflow, the prediction service and Airflow, with ct_bench_churn unpaused and watching."""
+    """MLflow, the prediction service and Airflow, with ct_bench_churn unpaused and watching.
+
+    Inside the block ``os.environ`` is the bench's (``bench_env``, as the services got it);
+    the caller's environment is back once the block ends, however it ends.
+    """
     from tests.helpers.airflow_stack import airflow_stack
     from tests.helpers.fixtures import copy_config, start_mlflow_server, start_prediction_service, stop
     from tests.helpers.fixtures import throwaway_database as database
@@ -476,10 +480,10 @@ def running_bench(workdir: Path) -> Iterator[Bench]:
     copy_config(SOURCE_CONFIG, workdir / "pipelines", f"{PIPELINE}.yaml", **CONFIG_REPLACEMENTS)
     bench_plugins_folder(workdir)
     env = bench_env(workdir)  # before clearing: it starts from this environment (PATH, HOME)
-    os.environ.clear()
-    os.environ.update(env)
-    mlflow = start_mlflow_server(workdir / "mlflow")
     with contextlib.ExitStack() as cleanup:
+        cleanup.callback(_replace_environ, dict(os.environ))  # runs last
+        _replace_environ(env)
+        mlflow = start_mlflow_server(workdir / "mlflow")
         cleanup.callback(_stop_group, mlflow.process, stop)
         os.environ["MLFLOW_TRACKING_URI"] = mlflow.url
         service = start_prediction_service(
@@ -497,6 +501,11 @@ def running_bench(workdir: Path) -> Iterator[Bench]:
         log.info("%s unpaused and its asset watcher running", DAG_ID)
         sampler = cleanup.enter_context(RssSampler())
         yield Bench(stack, f"{service.url}/v1/models/{PIPELINE}", sampler)
+
+
+def _replace_environ(env: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(env)
 
 
 def _stop_group(process: Any, stop: Any) -> None:
@@ -684,7 +693,6 @@ def main(argv: list[str] | None = None) -> int:
     log.info("work dir %s", workdir)
     runs: list[dict[str, Any]] = []
     idle: dict[str, float] = {}
-    saved_env = dict(os.environ)
     try:
         with running_bench(workdir) as bench:
             day = 0
@@ -701,8 +709,6 @@ def main(argv: list[str] | None = None) -> int:
                     day += 1
                     runs.append(measure_run(bench, rows, day, repeat))
     finally:
-        os.environ.clear()
-        os.environ.update(saved_env)
         if runs:
             payload = {"sampling_s": SAMPLE_SECONDS, "idle_cpu_percent": idle, **aggregate(runs)}
             path = write_result("orchestrated", payload)
