@@ -54,6 +54,33 @@ def test_preload_imports_the_libraries_unless_turned_off() -> None:
     assert all(name in sys.modules for name in HEAVY_MODULES + PIPELINE_MODULES)
 
 
+def test_the_scheduler_builds_mlflows_package_index_before_it_forks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlflow.utils import requirements_utils
+
+    monkeypatch.setattr(requirements_utils, "_PACKAGES_TO_MODULES", None)
+    preload_for_task_processes(["airflow", "dag-processor"], {})
+    assert requirements_utils._PACKAGES_TO_MODULES is None  # parse processes never log models
+    preload_for_task_processes(["airflow", "scheduler"], {})
+    assert requirements_utils._PACKAGES_TO_MODULES is not None
+    assert requirements_utils._PACKAGES_TO_MODULES["scikit-learn"] == "sklearn"
+
+
+def test_a_failing_warm_up_is_logged_and_skipped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def moved_internals() -> None:
+        raise AttributeError("module has no attribute '_init_packages_to_modules_map'")
+
+    def works() -> None:
+        pass
+
+    monkeypatch.setattr(preload, "WARM_UPS", (moved_internals, works))
+    assert preload.warm_first_use_caches() == ["works"]
+    assert "not warming moved_internals" in caplog.text
+
+
 def test_changed_sources_notices_an_edit_and_a_removal(tmp_path: Path) -> None:
     kept, edited, removed = (tmp_path / name for name in ("kept.py", "edited.py", "removed.py"))
     for path in (kept, edited, removed):
