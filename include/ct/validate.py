@@ -103,32 +103,31 @@ def build_expectation_suite(config: PipelineConfig) -> gx.ExpectationSuite:
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    ephemeral_context()  # GX 1.x builds suites inside an active context
-    suite = gx.ExpectationSuite(name=f"{config.name}_schema")
+    expectations: list[gxe.Expectation] = []
     columns = [*config.features, config.target]
     if config.timestamp:
         columns.append(config.timestamp)
     if config.id_column:
         columns.append(config.id_column)
-    suite.add_expectation(gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True))
-    suite.add_expectation(
+    expectations.append(gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True))
+    expectations.append(
         gxe.ExpectTableRowCountToBeBetween(min_value=config.validation.min_rows, max_value=None)
     )
     for name, spec in config.features.items():
         types = _type_list(spec)
         if types:
-            suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=types))
+            expectations.append(gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=types))
         if not spec.nullable:
-            suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=name))
+            expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=name))
         if spec.values is not None:
-            suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=spec.values))
+            expectations.append(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=spec.values))
         if spec.min is not None or spec.max is not None:
-            suite.add_expectation(
+            expectations.append(
                 gxe.ExpectColumnValuesToBeBetween(column=name, min_value=spec.min, max_value=spec.max)
             )
         if spec.type == "float" and (spec.min is None or spec.max is None):
             # +-inf passes type and null checks and poisons training: require finite values.
-            suite.add_expectation(
+            expectations.append(
                 gxe.ExpectColumnValuesToBeBetween(
                     column=name,
                     min_value=-sys.float_info.max,
@@ -136,23 +135,24 @@ def build_expectation_suite(config: PipelineConfig) -> gx.ExpectationSuite:
                     meta={FINITE_RULE: True},
                 )
             )
-    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=config.target))
+    expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=config.target))
     if config.target_values is not None:
-        suite.add_expectation(
+        expectations.append(
             gxe.ExpectColumnValuesToBeInSet(column=config.target, value_set=config.target_values)
         )
     if config.task == "regression":
-        suite.add_expectation(
+        expectations.append(
             gxe.ExpectColumnValuesToBeInTypeList(
                 column=config.target, type_list=FLOAT_TYPES + INTEGER_TYPES + NULLABLE_INTEGER_TYPES
             )
         )
     if config.timestamp:
-        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=config.timestamp))
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=config.timestamp))
     if config.id_column:
-        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=config.id_column))
-        suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=config.id_column))
-    return suite
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=config.id_column))
+        expectations.append(gxe.ExpectColumnValuesToBeUnique(column=config.id_column))
+    # Built in one go: add_expectation compares each new expectation with all earlier ones.
+    return gx.ExpectationSuite(name=f"{config.name}_schema", expectations=expectations)
 
 
 def _first(names: list[str], limit: int = 8, *, brackets: bool = True) -> str:
