@@ -146,7 +146,8 @@ def build_expectation_suite(config: PipelineConfig) -> gx.ExpectationSuite:
                 column=config.target, type_list=FLOAT_TYPES + INTEGER_TYPES + NULLABLE_INTEGER_TYPES
             )
         )
-    if config.timestamp:
+    required = {config.target, *(name for name, spec in config.features.items() if not spec.nullable)}
+    if config.timestamp and config.timestamp not in required:  # a suite holds each rule once
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=config.timestamp))
     if config.id_column:
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=config.id_column))

@@ -24,6 +24,17 @@ def test_suite_covers_the_schema(churn: PipelineConfig) -> None:
     assert ("expect_column_values_to_not_be_null", "monthly_fee") not in kinds  # nullable
 
 
+def test_suite_holds_each_rule_once(churn: PipelineConfig) -> None:
+    # The timestamp is also a required feature here: its not-null rule must not appear twice.
+    suite = build_expectation_suite(churn.model_copy(update={"timestamp": "support_calls"}))
+    rules = [(e.expectation_type, str(e.configuration.kwargs)) for e in suite.expectations]
+    assert len(rules) == len(set(rules))
+    not_null = [
+        getattr(e, "column", None) for e in suite.expectations if e.expectation_type.endswith("not_be_null")
+    ]
+    assert not_null.count("support_calls") == 1
+
+
 def test_good_batch_is_accepted_and_archived(churn: PipelineConfig) -> None:
     datagen.write_batch(churn, rows=300)
     snapshot = extract(churn)
