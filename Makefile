@@ -27,9 +27,13 @@ $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: requirements.lock | $(PY)
+# --compile-bytecode: uv, unlike pip, installs no .pyc files, and where PYTHONDONTWRITEBYTECODE is
+# set (as in many images) Python never writes them, so every fresh interpreter (a task's infra
+# check, the dag-processor, each test's Airflow) compiled MLflow, pandas and scikit-learn from
+# source again: `import mlflow` took 3.4 s instead of 1.1 s.
+$(VENV)/.installed: requirements.lock Makefile | $(PY)
 	@test -x $(UV) || $(PY) -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) pip sync --python $(PY) requirements.lock
+	$(UV) pip sync --compile-bytecode --python $(PY) requirements.lock
 	@touch $@
 
 install: $(VENV)/.installed  ## build .venv from the lock file (idempotent)
