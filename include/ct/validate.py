@@ -7,6 +7,7 @@ the offending batch goes to quarantine with a human-readable report and nothing 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
 import shutil
@@ -146,14 +147,24 @@ def build_expectation_suite(config: PipelineConfig) -> gx.ExpectationSuite:
                 column=config.target, type_list=FLOAT_TYPES + INTEGER_TYPES + NULLABLE_INTEGER_TYPES
             )
         )
-    required = {config.target, *(name for name, spec in config.features.items() if not spec.nullable)}
-    if config.timestamp and config.timestamp not in required:  # a suite holds each rule once
+    if config.timestamp:
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=config.timestamp))
     if config.id_column:
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=config.id_column))
         expectations.append(gxe.ExpectColumnValuesToBeUnique(column=config.id_column))
-    # Built in one go: add_expectation compares each new expectation with all earlier ones.
-    return gx.ExpectationSuite(name=f"{config.name}_schema", expectations=expectations)
+    # Built in one go (add_expectation compares each new expectation with all earlier ones), so
+    # the set semantics it gave are kept here: a column that is both, say, the timestamp and a
+    # required feature gets one not-null rule.
+    seen: set[str] = set()
+    unique = []
+    for expectation in expectations:
+        rule = json.dumps(
+            [expectation.expectation_type, expectation.configuration.kwargs], sort_keys=True, default=str
+        )
+        if rule not in seen:
+            seen.add(rule)
+            unique.append(expectation)
+    return gx.ExpectationSuite(name=f"{config.name}_schema", expectations=unique)
 
 
 def _first(names: list[str], limit: int = 8, *, brackets: bool = True) -> str:
