@@ -1,4 +1,9 @@
-"""Extra links from a task to what it produced: the MLflow run, model version or data report."""
+"""Extra links from a task to what it produced: the MLflow run, model version or data report.
+
+A task sets its link's address while it runs (``set_link``); when the task ends, Airflow asks each
+link for its address in the same process and stores it once as the link's XCom, which the UI
+reads. So a link costs one XCom write, not a write of its own, a read back and a second write.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +11,35 @@ from typing import Any
 
 from airflow.sdk import BaseOperatorLink
 
-MLFLOW_RUN_URL = "ct_mlflow_run_url"
-MODEL_VERSION_URL = "ct_model_version_url"
-VALIDATION_REPORT_URL = "ct_validation_report_url"
+LINK_ADDRESSES = "_ct_link_addresses"  # operator attribute: link name -> address set while running
 
 
-def _xcom_link(ti_key: Any, key: str) -> str:
-    from airflow.sdk.execution_time.xcom import XCom
+def set_link(operator: Any, link: type[BaseOperatorLink], address: str | None) -> None:
+    """Record the address ``link`` should show for this run of ``operator`` (empty: no link)."""
+    addresses = {**(getattr(operator, LINK_ADDRESSES, None) or {}), str(link.name): address or ""}
+    setattr(operator, LINK_ADDRESSES, addresses)
 
-    value = XCom.get_value(ti_key=ti_key, key=key)
-    return str(value) if value else ""
+
+class _TaskOutputLink(BaseOperatorLink):
+    """A link to something the task produced, whose address the task set while it ran."""
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        return str(getattr(operator, LINK_ADDRESSES, {}).get(self.name, ""))
 
 
-class MlflowRunLink(BaseOperatorLink):
+class MlflowRunLink(_TaskOutputLink):
     """The MLflow run the task trained or evaluated."""
 
     name = "MLflow run"
 
-    def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        return _xcom_link(ti_key, MLFLOW_RUN_URL)
 
-
-class MlflowModelVersionLink(BaseOperatorLink):
+class MlflowModelVersionLink(_TaskOutputLink):
     """The registered model version the task promoted."""
 
     name = "MLflow model version"
 
-    def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        return _xcom_link(ti_key, MODEL_VERSION_URL)
 
-
-class ValidationReportLink(BaseOperatorLink):
+class ValidationReportLink(_TaskOutputLink):
     """The human-readable validation report of the task's data version."""
 
     name = "Validation report"
-
-    def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        return _xcom_link(ti_key, VALIDATION_REPORT_URL)

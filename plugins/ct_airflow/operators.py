@@ -1,6 +1,6 @@
 """Operators of the continuous-training DAG: small classes whose ``execute`` calls the library.
 
-Each loads its pipeline config by name at run time, returns small JSON for XCom and pushes the
+Each loads its pipeline config by name at run time, returns small JSON for XCom and sets the
 address of what it produced for its extra link.
 """
 
@@ -13,14 +13,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from ct_airflow.links import (
-    MLFLOW_RUN_URL,
-    MODEL_VERSION_URL,
-    VALIDATION_REPORT_URL,
-    MlflowModelVersionLink,
-    MlflowRunLink,
-    ValidationReportLink,
-)
+from ct_airflow.links import MlflowModelVersionLink, MlflowRunLink, ValidationReportLink, set_link
 from ct_airflow.run_notes import describe_trigger
 from ct_airflow.runtime import run_heavy_step
 
@@ -158,7 +151,7 @@ class ValidateDataOperator(_SnapshotOperator):
         if not snapshot.new_data:
             self.log.info("Forced run without new data: nothing new to validate")
             return {"data_version": snapshot.data_version, "success": True, "new_data": False}
-        self._push_report_link(context, config.name, snapshot.data_version)
+        self._set_report_link(config.name, snapshot.data_version)
         try:
             outcome = validate_snapshot(config, snapshot)
         except DataValidationError as exc:
@@ -182,13 +175,13 @@ class ValidateDataOperator(_SnapshotOperator):
             "value_skew": skew,
         }
 
-    def _push_report_link(self, context: Context, pipeline: str, data_version: str) -> None:
+    def _set_report_link(self, pipeline: str, data_version: str) -> None:
         from airflow.configuration import conf
 
         from ct_airflow.reports import report_url
 
         base = conf.get("api", "base_url", fallback="http://localhost:8080")
-        context["ti"].xcom_push(key=VALIDATION_REPORT_URL, value=report_url(base, pipeline, data_version))
+        set_link(self, ValidationReportLink, report_url(base, pipeline, data_version))
 
 
 class TrainChallengerOperator(_SnapshotOperator):
@@ -201,7 +194,7 @@ class TrainChallengerOperator(_SnapshotOperator):
         config = self.load_config()
         lineage = _lineage(config.name, context, self.snapshot["data_version"])
         result = run_heavy_step(self, context, config, "train", {"lineage": asdict(lineage)})
-        context["ti"].xcom_push(key=MLFLOW_RUN_URL, value=result.get("run_url") or "")
+        set_link(self, MlflowRunLink, result.get("run_url"))
         return result
 
 
@@ -227,8 +220,8 @@ class EvaluateChallengerOperator(_PipelineOperator):
             "test_path": self.trained["test_path"],
             "min_improvement": margin,
         }
+        set_link(self, MlflowRunLink, self.trained.get("run_url"))
         decision = run_heavy_step(self, context, config, "evaluate", request)
-        context["ti"].xcom_push(key=MLFLOW_RUN_URL, value=self.trained.get("run_url") or "")
         for reason in decision.get("reasons", []):
             self.log.info("gate: %s", reason)
         return decision
@@ -253,7 +246,6 @@ class RegisterModelOperator(_PipelineOperator):
         if not self.decision.get("promote"):
             raise AirflowSkipException(f"Gate rejected the challenger: {self.decision['summary']}")
         lineage = _lineage(config.name, context, self.trained["training_data_version"])
-        context["ti"].xcom_push(key=MODEL_VERSION_URL, value="")
         try:
             candidate = register_candidate(
                 config,
@@ -265,7 +257,7 @@ class RegisterModelOperator(_PipelineOperator):
         except InfraValidationError as exc:
             # The model itself is broken: a retry would fail the same way. The champion is unchanged.
             raise AirflowFailException(str(exc)) from exc
-        context["ti"].xcom_push(key=MODEL_VERSION_URL, value=candidate.url or "")
+        set_link(self, MlflowModelVersionLink, candidate.url)
         self.log.info(
             "registered %s version %s; it loads and predicts in a fresh process (%s)",
             candidate.model_name,
@@ -297,7 +289,7 @@ class DeployModelOperator(_PipelineOperator):
 
         config = self.load_config()
         version = str(self.registered["version"])
-        context["ti"].xcom_push(key=MODEL_VERSION_URL, value=self.registered.get("url") or "")
+        set_link(self, MlflowModelVersionLink, self.registered.get("url"))
         service = ServiceClient.from_env()
         try:
             result = deploy_version(
@@ -345,7 +337,7 @@ class RollbackChampionOperator(_PipelineOperator):
             if service is not None:
                 service.close()
         url = model_version_url(config.registered_model_name, result["to"])
-        context["ti"].xcom_push(key=MODEL_VERSION_URL, value=url or "")
+        set_link(self, MlflowModelVersionLink, url)
         self.log.warning("champion of %s: %s -> %s", config.name, result["from"], result["to"])
         return result
 
@@ -374,5 +366,5 @@ class MonitorOperator(_PipelineOperator):
         self.log.info("decision: %s - %s", "retrain" if report.retrain else "no retraining", report.reason)
         lineage = _lineage(config.name, context, "")
         url = record(config, report, lineage) if report.champion else None
-        context["ti"].xcom_push(key=MLFLOW_RUN_URL, value=url or "")
+        set_link(self, MlflowRunLink, url)
         return report.to_dict()

@@ -58,6 +58,12 @@ def test_first_run_registers_a_champion_with_lineage(env: MlflowClient) -> None:
     assert result.xcom["deploy"]["version"] == champion.version
     report = Path(result.xcom["validate"]["report"])
     assert report.exists() and "passed" in report.read_text()
+    # each task links to what it produced (the addresses the Airflow UI shows)
+    assert result.links["validate"]["Validation report"].endswith(f"/ct-reports/churn/{data_version}/")
+    assert result.links["train"]["MLflow run"].endswith(f"/runs/{champion.run_id}")
+    assert result.links["evaluate"]["MLflow run"].endswith(f"/runs/{champion.run_id}")
+    for task_id in ("register", "deploy"):
+        assert result.links[task_id]["MLflow model version"].endswith(f"/versions/{champion.version}")
 
 
 def test_second_run_without_new_data_is_skipped(env: MlflowClient) -> None:

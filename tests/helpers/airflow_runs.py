@@ -15,6 +15,7 @@ class DagRunResult:
     state: str
     tasks: dict[str, str]
     xcom: dict[str, Any]
+    links: dict[str, dict[str, Any]]  # task id -> extra link name -> address, as the UI shows them
 
 
 def run_dag(dag_id: str, conf: dict[str, Any] | None = None, logical_date: Any = None) -> DagRunResult:
@@ -27,7 +28,13 @@ def run_dag(dag_id: str, conf: dict[str, Any] | None = None, logical_date: Any =
     dag_run = dag.test(run_conf=conf or {}, **({"logical_date": logical_date} if logical_date else {}))
     tasks = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     xcom = {}
+    links = {}
     for ti in dag_run.get_task_instances():
         if str(ti.state) == "success":
             xcom[ti.task_id] = ti.xcom_pull(task_ids=ti.task_id)
-    return DagRunResult(dag_run.run_id, str(dag_run.state), tasks, xcom)
+        extra_links = dag.get_task(ti.task_id).operator_extra_links
+        if extra_links and str(ti.state) in ("success", "failed"):
+            links[ti.task_id] = {
+                link.name: ti.xcom_pull(task_ids=ti.task_id, key=link.xcom_key) for link in extra_links
+            }
+    return DagRunResult(dag_run.run_id, str(dag_run.state), tasks, xcom, links)
