@@ -48,9 +48,43 @@ HEAVY_MODULES = (
     # the deploy step's client of the prediction service (httpx imports httpcore on first use)
     "httpx",
     "httpcore",
+    # imported on first use inside the steps, found by diffing sys.modules in each task process
+    # at its end against its parent's at the fork: scikit-learn's dataframe layer (narwhals),
+    # MLflow's request headers and model display, pandas' to_dict, PIL's image plugins (plots),
+    # the time zone database, and requests' netrc lookup on every call
+    "narwhals._pandas_like.namespace",
+    "narwhals.stable.v2._namespace",
+    "mlflow.tracking.request_header.registry",
+    "mlflow.models.display_utils",
+    "pandas.core.methods.to_dict",
+    "PIL.BmpImagePlugin",
+    "PIL.GifImagePlugin",
+    "PIL.JpegImagePlugin",
+    "PIL.PpmImagePlugin",
+    "tzdata.zoneinfo",
+    "netrc",
 )
-# What the DAG files import from the library: every task and every parse process imports them.
-DAG_MODULES = ("include.ct.config",)
+# Airflow's own modules that every task imports after the fork, in its supervisor (the task
+# supervisor and its log setup) or in the task process (the DAG bundle loader, templating).
+TASK_RUNNER_MODULES = (
+    "airflow.sdk.execution_time.supervisor",
+    "airflow.sdk.execution_time.task_runner",
+    "airflow.dag_processing.bundles.local",
+    "airflow.sdk.bases.decorator",
+    "airflow.version",
+    "jinja2.ext",
+)
+# What the DAG files import: every task and every parse process imports them. The operators and
+# triggers come from the plugins folder, which Airflow puts on sys.path before it reads
+# airflow_local_settings.py.
+DAG_MODULES = (
+    "include.ct.config",
+    "airflow.providers.standard.operators.python",
+    "ct_airflow.operators",
+    "ct_airflow.triggers",
+    "ct_airflow.approval",
+    "ct_airflow.retrain",
+)
 # The library modules the operators call (they import the rest of include.ct themselves).
 PIPELINE_MODULES = (
     *DAG_MODULES,
@@ -65,8 +99,12 @@ PIPELINE_MODULES = (
     "include.ct.registry",
     "include.ct.deploy",
     "include.ct.monitor",
+    "include.ct.serving",  # the deploy step compares the service's answers with its own
+    "include.ct.datagen",
 )
-OWN_PACKAGE = "include"
+# This repo's packages: the library and the plugins' operators. Preloaded, they are checked for
+# edits in every forked child (``forget_changed_pipeline_code``).
+OWN_PACKAGES = ("include", "ct_airflow")
 
 
 def index_installed_packages() -> None:
@@ -108,7 +146,7 @@ def forks_parse_processes(argv: Sequence[str]) -> bool:
 def modules_to_preload(argv: Sequence[str]) -> tuple[str, ...]:
     """What this Airflow process should import before it forks: nothing unless it forks."""
     if forks_task_processes(argv):
-        return HEAVY_MODULES + PIPELINE_MODULES
+        return HEAVY_MODULES + TASK_RUNNER_MODULES + PIPELINE_MODULES
     if forks_parse_processes(argv):
         return DAG_MODULES
     return ()
@@ -119,10 +157,10 @@ def preload_enabled(environ: Mapping[str, str]) -> bool:
 
 
 def own_module_sources() -> dict[str, str]:
-    """Source file of every loaded module of this repo's library package, by module name."""
+    """Source file of every loaded module of this repo's packages (``OWN_PACKAGES``), by module name."""
     sources = {}
     for name, module in list(sys.modules.items()):
-        if name != OWN_PACKAGE and not name.startswith(OWN_PACKAGE + "."):
+        if name.split(".")[0] not in OWN_PACKAGES:
             continue
         path = getattr(module, "__file__", None)
         if path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from include.ct.preload import (
     DAG_MODULES,
     HEAVY_MODULES,
     PIPELINE_MODULES,
+    TASK_RUNNER_MODULES,
     changed_sources,
     forks_task_processes,
     modules_to_preload,
@@ -41,17 +43,33 @@ def test_only_processes_that_fork_tasks_preload(argv: list[str], forks: bool) ->
 
 def test_the_dag_processor_preloads_only_what_dag_files_import() -> None:
     assert modules_to_preload(["airflow", "dag-processor", "--num-runs", "1"]) == DAG_MODULES
-    assert modules_to_preload(["airflow", "scheduler"]) == HEAVY_MODULES + PIPELINE_MODULES
+    scheduler = modules_to_preload(["airflow", "scheduler"])
+    assert scheduler == HEAVY_MODULES + TASK_RUNNER_MODULES + PIPELINE_MODULES
     assert set(DAG_MODULES) <= set(PIPELINE_MODULES)
     assert modules_to_preload(["airflow", "triggerer"]) == ()
+
+
+def test_every_module_a_dag_file_imports_is_preloaded_for_parses_and_tasks() -> None:
+    """Besides Airflow's SDK (which every Airflow process has loaded), what the DAG files import."""
+    dags = Path(__file__).resolve().parents[2] / "dags"
+    imported = {
+        node.module
+        for path in dags.glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+    }
+    outside_the_sdk = {m for m in imported if m.split(".")[0] in ("airflow", "ct_airflow", "include")}
+    outside_the_sdk -= {"airflow.sdk"}
+    assert outside_the_sdk and outside_the_sdk <= set(DAG_MODULES)
 
 
 def test_preload_imports_the_libraries_unless_turned_off() -> None:
     scheduler = ["airflow", "scheduler"]
     assert preload_for_task_processes(scheduler, {"CT_PRELOAD_TASK_LIBRARIES": "false"}) == []
     assert preload_for_task_processes(["airflow", "triggerer"], {}) == []
-    assert preload_for_task_processes(scheduler, {}) == list(HEAVY_MODULES + PIPELINE_MODULES)
-    assert all(name in sys.modules for name in HEAVY_MODULES + PIPELINE_MODULES)
+    wanted = HEAVY_MODULES + TASK_RUNNER_MODULES + PIPELINE_MODULES
+    assert preload_for_task_processes(scheduler, {}) == list(wanted)
+    assert all(name in sys.modules for name in wanted)
 
 
 def test_the_scheduler_builds_mlflows_package_index_before_it_forks(
@@ -124,3 +142,24 @@ def test_a_forked_child_imports_edited_pipeline_code_afresh(
     source.write_text("x = 22\n")
     assert not _in_forked_child(child_has_preloaded_config)  # edited: the child imports afresh
     assert "include.ct.config" in sys.modules  # the parent keeps what it preloaded
+
+
+def test_a_forked_child_imports_edited_operator_code_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operators in the plugins folder are preloaded too, so an edit to them reaches the next task."""
+    import ct_airflow.operators  # noqa: F401 - a preloaded plugin module
+
+    assert "ct_airflow.operators" in preload.own_module_sources()
+    source = tmp_path / "operators.py"
+    source.write_text("x = 1\n")
+    monkeypatch.setattr(preload, "_preloaded_sources", stamp_sources([str(source)]))
+    preload._register_fork_hook()
+
+    def child_has_preloaded_operators() -> bool:
+        return "ct_airflow.operators" in sys.modules
+
+    assert _in_forked_child(child_has_preloaded_operators)
+    source.write_text("x = 22\n")
+    assert not _in_forked_child(child_has_preloaded_operators)
+    assert "ct_airflow.operators" in sys.modules
