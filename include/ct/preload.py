@@ -9,9 +9,10 @@ First-use work that depends only on the installed environment (``WARM_UPS``) is 
 ``airflow_local_settings.py`` calls ``preload_for_task_processes`` in every Airflow process; only
 the forking ones act on it. Set ``CT_PRELOAD_TASK_LIBRARIES=false`` to turn it off.
 
-The pipeline's own modules (``include.ct``) are preloaded too, so a forked child checks whether
-their source files changed since: if one did, the child drops them and imports the code afresh,
-and edits to the library reach the next task without restarting the scheduler.
+This repo's own modules (the library ``include.ct`` and the plugins' ``ct_airflow``) are preloaded
+too, so a forked child checks whether their source files changed since: if one did, the child
+drops them and imports the code afresh, and edits reach the next task without restarting the
+scheduler.
 """
 
 from __future__ import annotations
