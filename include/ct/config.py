@@ -304,11 +304,24 @@ def _error_key(error: dict[str, Any]) -> str:
     return ".".join(loc) if loc else "(top level)"
 
 
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` through libyaml when PyYAML has it (10x faster: every DAG parse and
+    every task reads the configs); a syntax error is reported by the pure-Python parser, whose
+    message quotes the offending line."""
+    fast_loader = getattr(yaml, "CSafeLoader", None)
+    if fast_loader is not None:
+        try:
+            return yaml.load(text, Loader=fast_loader)  # CSafeLoader: the safe constructor
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_load(text)
+
+
 def load_pipeline_config(path: str | Path) -> PipelineConfig:
     """Read and validate one pipeline YAML file, raising ConfigError naming file and key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(path, "(syntax)", f"not valid YAML: {exc}") from exc
     except OSError as exc:

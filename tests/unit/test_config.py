@@ -12,6 +12,7 @@ from include.ct.config import (
     ConfigError,
     load_pipeline_config,
     metric_higher_is_better,
+    parse_yaml,
     pipeline_config_paths,
 )
 
@@ -67,9 +68,17 @@ def test_invalid_config_names_file_and_key(
 
 def test_yaml_syntax_error_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
-    path.write_text("name: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    path.write_text("name: churn\nfeatures: [a, b\ntarget: churned\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as caught:
         load_pipeline_config(path)
+    assert "features: [a, b" in str(caught.value)  # the message quotes the offending line
+
+
+def test_configs_read_the_same_through_libyaml() -> None:
+    tricky = "a: on\nb: 1e3\nc: 0o17\nd: 2026-11-28\ne: ~\nf: '007'\ng: [1, {h: no}]\n"
+    texts = [tricky, *(path.read_text() for path in pipeline_config_paths())]
+    for text in texts:
+        assert parse_yaml(text) == yaml.safe_load(text)
 
 
 def test_pipelines_dir_adds_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
