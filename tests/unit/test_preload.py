@@ -85,6 +85,17 @@ def test_the_scheduler_builds_mlflows_package_index_before_it_forks(
     assert requirements_utils._PACKAGES_TO_MODULES["scikit-learn"] == "sklearn"
 
 
+def test_the_scheduler_loads_the_task_listeners_before_it_forks() -> None:
+    from airflow.sdk.listener import get_listener_manager
+
+    get_listener_manager.cache_clear()
+    preload_for_task_processes(["airflow", "dag-processor"], {})
+    assert get_listener_manager.cache_info().currsize == 0  # parse processes run no listeners
+    preload_for_task_processes(["airflow", "scheduler"], {})
+    assert get_listener_manager.cache_info().currsize == 1
+    assert get_listener_manager().has_listeners  # the plugins folder's run-note listener
+
+
 def test_a_failing_warm_up_is_logged_and_skipped(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
