@@ -128,9 +128,8 @@ def load_task_listener_plugins() -> None:
     A plugin added or edited later reaches tasks after a restart, as Airflow documents for forked
     task execution; edits to the ``ct_airflow`` operators still reach the next task.
     """
-    from airflow.sdk.listener import get_listener_manager
-
-    get_listener_manager()
+    # Named, not imported at the top: the library runs without Airflow; this runs only in its processes.
+    importlib.import_module("airflow.sdk.listener").get_listener_manager()
 
 
 # First-use work of the tasks that only depends on the installed environment, done once before
