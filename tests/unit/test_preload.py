@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -136,41 +137,24 @@ def _in_forked_child(question: Callable[[], bool]) -> bool:
     return answer == b"1"
 
 
-def test_a_forked_child_imports_edited_pipeline_code_afresh(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "module",
+    ["include.ct.config", "ct_airflow.operators"],  # the library, and the plugins' operators
+)
+def test_a_forked_child_imports_edited_own_code_afresh(
+    module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import include.ct.config  # noqa: F401 - a preloaded library module
-
-    source = tmp_path / "config.py"
+    importlib.import_module(module)  # a preloaded module of this repo
+    assert module in preload.own_module_sources()
+    source = tmp_path / "edited.py"
     source.write_text("x = 1\n")
     monkeypatch.setattr(preload, "_preloaded_sources", stamp_sources([str(source)]))
     preload._register_fork_hook()
 
-    def child_has_preloaded_config() -> bool:
-        return "include.ct.config" in sys.modules
+    def child_has_preloaded_module() -> bool:
+        return module in sys.modules
 
-    assert _in_forked_child(child_has_preloaded_config)  # unchanged: the child reuses it
+    assert _in_forked_child(child_has_preloaded_module)  # unchanged: the child reuses it
     source.write_text("x = 22\n")
-    assert not _in_forked_child(child_has_preloaded_config)  # edited: the child imports afresh
-    assert "include.ct.config" in sys.modules  # the parent keeps what it preloaded
-
-
-def test_a_forked_child_imports_edited_operator_code_afresh(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The operators in the plugins folder are preloaded too, so an edit to them reaches the next task."""
-    import ct_airflow.operators  # noqa: F401 - a preloaded plugin module
-
-    assert "ct_airflow.operators" in preload.own_module_sources()
-    source = tmp_path / "operators.py"
-    source.write_text("x = 1\n")
-    monkeypatch.setattr(preload, "_preloaded_sources", stamp_sources([str(source)]))
-    preload._register_fork_hook()
-
-    def child_has_preloaded_operators() -> bool:
-        return "ct_airflow.operators" in sys.modules
-
-    assert _in_forked_child(child_has_preloaded_operators)
-    source.write_text("x = 22\n")
-    assert not _in_forked_child(child_has_preloaded_operators)
-    assert "ct_airflow.operators" in sys.modules
+    assert not _in_forked_child(child_has_preloaded_module)  # edited: the child imports afresh
+    assert module in sys.modules  # the parent keeps what it preloaded
