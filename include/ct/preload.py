@@ -132,7 +132,7 @@ def load_task_listener_plugins() -> None:
     importlib.import_module("airflow.sdk.listener").get_listener_manager()
 
 
-# First-use work of the tasks that only depends on the installed environment, done once before
+# First-use work of the tasks that only depends on the installed environment and plugins, done once before
 # the fork as the imports are (found by profiling each step's first call against its second, and
 # each task process from its fork to its end).
 WARM_UPS = (index_installed_packages, load_task_listener_plugins)
