@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import statistics
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -31,6 +32,29 @@ PACKAGES = (
     "fastapi",
     "uvicorn",
 )
+
+
+# What a process's CPU accounting holds: CPU seconds in user and kernel mode, minor page faults
+# (first touches of memory: the kernel zeroes or copies a page) and involuntary context switches
+# (the process was runnable but another took its core). Tasks and floor stages report the same.
+CPU_FIELDS = ("user_s", "system_s", "minor_faults", "involuntary_switches")
+
+
+def cpu_usage() -> dict[str, float]:
+    """This process's CPU accounting so far, all threads included (a forked child starts at 0)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "user_s": usage.ru_utime,
+        "system_s": usage.ru_stime,
+        "minor_faults": usage.ru_minflt,
+        "involuntary_switches": usage.ru_nivcsw,
+    }
+
+
+def cpu_used_since(before: dict[str, float]) -> dict[str, float]:
+    """What this process's CPU accounting grew by since ``before`` (from ``cpu_usage``)."""
+    now = cpu_usage()
+    return {key: round(now[key] - before[key], 3) for key in CPU_FIELDS}
 
 
 def summarize(values: list[float]) -> dict[str, Any]:

@@ -10,7 +10,8 @@ size and repeat it lands a batch, waits for the asset-triggered run and for the 
 service to serve the new version, and reads per-task durations, scheduler-to-task latencies and
 peak RSS of every task process tree (sampled every second, and reported by each task process as
 it ends through the bench-only listener in ``bench/task_rss_plugin.py``, so tasks shorter than a
-sample are measured too).
+sample are measured too), and each task process's CPU accounting (user and system seconds, page
+faults, involuntary context switches), which the floor records per stage too.
 Writes ``bench/results/orchestrated.json``; everything it started is stopped at the end.
 
     python -m bench.orchestrated --sizes 10000,100000,1000000 --repeats 3
@@ -40,7 +41,7 @@ from typing import Any, NamedTuple, Self
 
 import psutil
 
-from bench.measure import BATCH_FORMAT, REPO_ROOT, summarize, write_result
+from bench.measure import BATCH_FORMAT, CPU_FIELDS, REPO_ROOT, summarize, write_result
 
 log = logging.getLogger("bench.orchestrated")
 
@@ -106,21 +107,38 @@ def task_tree_rss(processes: Iterable[ProcInfo]) -> dict[str, int]:
     return totals
 
 
-def read_peaks(path: str | os.PathLike[str]) -> dict[str, int]:
-    """Task instance id -> peak bytes reported so far (a retried task keeps its highest)."""
-    peaks: dict[str, int] = {}
+def _task_reports(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The lines the task processes appended (``bench/task_rss_plugin.py``), unreadable ones skipped."""
     try:
         lines = Path(path).read_text().splitlines()
     except FileNotFoundError:
-        return peaks
+        return
     for line in lines:
         try:
             entry = json.loads(line)
         except ValueError:
             continue
+        if isinstance(entry, dict):
+            yield entry
+
+
+def read_peaks(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Task instance id -> peak bytes reported so far (a retried task keeps its highest)."""
+    peaks: dict[str, int] = {}
+    for entry in _task_reports(path):
         ti_id, peak = str(entry.get("ti_id")), int(entry.get("peak_bytes") or 0)
         peaks[ti_id] = max(peaks.get(ti_id, 0), peak)
     return peaks
+
+
+def read_task_cpu(path: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
+    """Task instance id -> its process's CPU accounting (``bench.measure.CPU_FIELDS``), as its
+    last attempt reported it."""
+    return {
+        str(entry.get("ti_id")): {key: float(entry["cpu"][key]) for key in CPU_FIELDS}
+        for entry in _task_reports(path)
+        if isinstance(entry.get("cpu"), dict) and all(key in entry["cpu"] for key in CPU_FIELDS)
+    }
 
 
 def peak_rss_bytes(pid: int) -> int | None:
@@ -286,12 +304,17 @@ def execute_seconds(log_lines: Iterable[str]) -> float | None:
 
 
 def task_facts(
-    rows: Iterable[tuple[Any, ...]], sampler: RssSampler, executes: dict[str, float | None] | None = None
+    rows: Iterable[tuple[Any, ...]],
+    sampler: RssSampler,
+    executes: dict[str, float | None] | None = None,
+    cpu: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per task: duration, scheduler-to-task latencies, own execute time and peak RSS, from
-    task_instance rows (task_id, id, state, try_number, scheduled_dttm, queued_dttm, start, end)."""
+    """Per task: duration, scheduler-to-task latencies, own execute time, peak RSS and CPU
+    accounting, from task_instance rows (task_id, id, state, try_number, scheduled_dttm,
+    queued_dttm, start, end)."""
     facts: dict[str, dict[str, Any]] = {}
     for task_id, ti_id, state, try_number, scheduled, queued, start, end in rows:
+        used = (cpu or {}).get(str(ti_id), {})
         peak = sampler.peaks.get(str(ti_id))
         seen = sampler.first_seen.get(str(ti_id))
         seconds = _seconds(end, start)
@@ -315,6 +338,7 @@ def task_facts(
                 start.timestamp() - seen if start is not None and seen is not None else None
             ),
             "peak_rss_mib": peak / MIB if peak is not None else None,
+            **{key: used.get(key) for key in CPU_FIELDS},
         }
     return facts
 
@@ -388,6 +412,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     "queued_to_start_s",
                     "execute_s",
                     "outside_execute_s",
+                    *CPU_FIELDS,
                 )
             }
         sizes[str(size)] = {
@@ -574,7 +599,8 @@ def measure_run(bench: Bench, rows: int, day: int, repeat: int) -> dict[str, Any
         task_log = _last_attempt_log(stack, run_id, stage)
         executes[stage] = execute_seconds(task_log.read_text().splitlines()) if task_log else None
     bench.sampler.fold_peaks(read_peaks(os.environ[TASK_RSS_LOG_ENV]))
-    tasks = task_facts(stack.query(TASK_ROWS_SQL, DAG_ID, run_id), bench.sampler, executes)
+    cpu = read_task_cpu(os.environ[TASK_RSS_LOG_ENV])
+    tasks = task_facts(stack.query(TASK_ROWS_SQL, DAG_ID, run_id), bench.sampler, executes, cpu)
     run_row = stack.query(
         "SELECT r.queued_at, r.start_date, r.end_date, r.run_after, "
         "(SELECT max(e.timestamp) FROM asset_event e JOIN dagrun_asset_event dre "

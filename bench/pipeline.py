@@ -27,7 +27,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.measure import BATCH_FORMAT, REPO_ROOT, RESULTS_DIR, summarize, write_result
+from bench.measure import (
+    BATCH_FORMAT,
+    CPU_FIELDS,
+    REPO_ROOT,
+    RESULTS_DIR,
+    cpu_usage,
+    cpu_used_since,
+    summarize,
+    write_result,
+)
 from bench.serving import free_port, stop, wait_for
 from tests.helpers.fixtures import MLFLOW_SERVER_ENV, mlflow_server_command
 
@@ -265,6 +274,7 @@ def floor(sizes: list[int], repeats: int) -> dict[str, Any]:
         )
         totals: list[float] = []
         stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        cpu: dict[str, list[dict[str, float]]] = {stage: [] for stage in STAGES}
         peaks: list[float] = []
         try:
             with local_stack(work, "churn_floor", pipelines):
@@ -274,11 +284,12 @@ def floor(sizes: list[int], repeats: int) -> dict[str, Any]:
                     state: dict[str, Any] = {"run_id": f"bench_{rows}_{repeat}"}
                     started = time.perf_counter()
                     for stage in STAGES:
-                        began = time.perf_counter()
+                        began, usage = time.perf_counter(), cpu_usage()
                         state = run_stage(stage, "churn_floor", state)
                         if stage in ("register", "deploy") and not state["decision"]["promote"]:
                             continue
                         stages[stage].append(time.perf_counter() - began)
+                        cpu[stage].append(cpu_used_since(usage))
                     totals.append(time.perf_counter() - started)
                     peaks.append(peak_rss_mib())
                     print(
@@ -290,6 +301,12 @@ def floor(sizes: list[int], repeats: int) -> dict[str, Any]:
         figures["sizes"][str(rows)] = {
             "total_s": summarize(totals),
             "stages": {stage: summarize(values) for stage, values in stages.items() if values},
+            # the same accounting each task process reports (bench/task_rss_plugin.py)
+            "cpu": {
+                stage: {key: summarize([used[key] for used in runs]) for key in CPU_FIELDS}
+                for stage, runs in cpu.items()
+                if runs
+            },
             "peak_rss_mib": summarize(peaks),
         }
     return figures

@@ -287,7 +287,43 @@ def section_overhead(results: dict[str, Any]) -> list[str]:
         )
     if not _get(results, "orchestrated", "sizes"):
         lines += ["", *_missing("the orchestrated side", "orchestrated")]
-    return [*lines, *_overhead_parts(results), ""]
+    return [*lines, *_overhead_parts(results), *_cpu_by_stage(results), ""]
+
+
+CPU_COLUMNS = {
+    "user_s": ("user CPU s", 2, 1),
+    "system_s": ("system CPU s", 2, 1),
+    "minor_faults": ("page faults (k)", 0, 1e-3),
+    "involuntary_switches": ("preempted (k)", 1, 1e-3),
+}
+
+
+def _cpu_by_stage(results: dict[str, Any]) -> list[str]:
+    """Each stage's CPU accounting as a task process against the floor's, at the largest size
+    both measured: where a step's extra seconds in a task go (kernel time, faults, lost cores)."""
+    floor = _get(results, "pipeline", "floor", "sizes") or {}
+    tasks = _get(results, "orchestrated", "sizes") or {}
+    both = [size for size in _sizes(floor) if floor[size].get("cpu") and size in tasks]
+    if not both:
+        return []
+    size = both[-1]
+    floor_cpu, task_stages = floor[size]["cpu"], tasks[size].get("stages") or {}
+    header = " | ".join(f"{label}: task / floor" for label, _, _ in CPU_COLUMNS.values())
+    lines = [
+        "",
+        f"CPU accounting per stage at {int(size):,} rows, a task's process against the same step in "
+        "the floor's process (medians; register's infra check runs in a child, counted in neither):",
+        "",
+        f"| stage | {header} |",
+        "|---|" + "---|" * len(CPU_COLUMNS),
+    ]
+    for stage in floor_cpu:
+        cells = []
+        for key, (_, digits, scale) in CPU_COLUMNS.items():
+            pair = [median(_get(task_stages, stage, key)), median(_get(floor_cpu, stage, key))]
+            cells.append(" / ".join("-" if v is None else f"{v * scale:.{digits}f}" for v in pair))
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return lines
 
 
 OVERHEAD_PARTS = {

@@ -1,11 +1,12 @@
-"""Benchmark-only Airflow plugin: every task process reports its own peak RSS as it finishes.
+"""Benchmark-only Airflow plugin: every task process reports its own peak RSS and CPU as it ends.
 
 ``bench.orchestrated`` samples process peaks once a second and misses tasks that end sooner.
 This listener runs inside the task process after ``execute`` and appends one JSON line,
-``{"ti_id", "peak_bytes"}``, to the file named by ``CT_BENCH_TASK_RSS_LOG``: the process's own
-peak only, since a child's reported peak includes the parent's pages it had before ``exec``
-(the sampler's tree sum covers children that live a second or more). Only the bench's own
-plugins folder loads it; the shipped plugins never do.
+``{"ti_id", "peak_bytes", "cpu"}``, to the file named by ``CT_BENCH_TASK_RSS_LOG``: the process's
+own peak only, since a child's reported peak includes the parent's pages it had before ``exec``
+(the sampler's tree sum covers children that live a second or more), and its CPU accounting
+since the fork (``bench.measure.cpu_usage``), which the floor records per stage to compare.
+Only the bench's own plugins folder loads it; the shipped plugins never do.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
+from bench.measure import cpu_usage
+
 LOG_ENV = "CT_BENCH_TASK_RSS_LOG"
 
 
@@ -28,12 +31,14 @@ def task_peak_bytes() -> int:
 
 
 def report_peak(ti_id: str) -> None:
-    """Append this task's peak to the log; one short O_APPEND write, so lines never interleave."""
+    """Append this task's peak and CPU to the log; one short O_APPEND write, so lines never
+    interleave."""
     path = os.environ.get(LOG_ENV)
     if not path:
         return
+    line = {"ti_id": ti_id, "peak_bytes": task_peak_bytes(), "cpu": cpu_usage()}
     with open(path, "a") as out:
-        out.write(json.dumps({"ti_id": ti_id, "peak_bytes": task_peak_bytes()}) + "\n")
+        out.write(json.dumps(line) + "\n")
 
 
 @hookimpl

@@ -19,6 +19,7 @@ from bench.orchestrated import (
     deploy_started,
     execute_seconds,
     read_peaks,
+    read_task_cpu,
     run_overhead,
     task_facts,
     task_tree_rss,
@@ -83,6 +84,11 @@ def test_each_task_process_reports_its_own_peak_through_the_bench_listener(
     assert set(peaks) == {TI_A}
     assert 0 < peaks[TI_A] <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     assert read_peaks(tmp_path / "missing.jsonl") == {}
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = read_task_cpu(log)[TI_A]  # this process's accounting so far, as a task's at its end
+    assert 0 < cpu["user_s"] <= own.ru_utime and 0 <= cpu["system_s"] <= own.ru_stime
+    assert 0 < cpu["minor_faults"] <= own.ru_minflt
+    assert read_task_cpu(tmp_path / "missing.jsonl") == {}
     assert task_rss_plugin.BenchTaskRssPlugin.listeners == [task_rss_plugin]
 
 
@@ -109,7 +115,8 @@ def _run(rows: int, repeat: int, served: float | None) -> dict[str, Any]:
         ("extract", TI_A, "success", 1, _at(2), _at(2.5), _at(3), _at(5)),
         ("train", TI_B, "success", 1, _at(6), _at(6.2), _at(7), _at(17)),
     ]
-    tasks = task_facts(rows_, sampler)
+    cpu = {TI_B: {"user_s": 14.0, "system_s": 0.5 + repeat, "minor_faults": 1e5, "involuntary_switches": 2e3}}
+    tasks = task_facts(rows_, sampler, cpu=cpu)
     overhead = run_overhead(
         T0.timestamp(),
         T0.timestamp() + served if served is not None else None,
@@ -133,6 +140,8 @@ def test_task_facts_and_overhead_of_one_run() -> None:
     assert extract["queued_to_start_s"] == 0.5
     assert extract["process_seen_to_start_s"] == 1.5
     assert extract["peak_rss_mib"] == 200.0
+    assert extract["system_s"] is None  # its process reported no accounting
+    assert run["tasks"]["train"]["system_s"] == 1.5
     overhead = run["overhead"]
     assert overhead["tasks_total_s"] == 12.0
     assert overhead["overhead_s"] == 8.0
@@ -159,6 +168,8 @@ def test_aggregate_groups_by_size_and_summarizes_successful_runs_only() -> None:
     assert train["seconds"]["median"] == 10.0
     assert train["peak_rss_mib"]["max"] == 300.0
     assert train["scheduler_to_task_s"]["median"] == 1.0
+    assert train["system_s"]["runs"] == [1.5, 2.5]  # the failed third run's is left out
+    assert small["stages"]["extract"]["user_s"] is None
     assert len(small["runs"]) == 3
     assert result["sizes"]["100000"]["arrival_to_serving_s"]["runs"] == [40.0]
 

@@ -17,7 +17,18 @@ def _s(*values: float) -> dict[str, Any]:
 
 
 def _stage(seconds: float, peak: float) -> dict[str, Any]:
-    return {"seconds": _s(seconds), "peak_rss_mib": _s(peak), "scheduler_to_task_s": _s(0.1, 0.2, 0.3)}
+    return {
+        "seconds": _s(seconds),
+        "peak_rss_mib": _s(peak),
+        "scheduler_to_task_s": _s(0.1, 0.2, 0.3),
+        "user_s": _s(14.5, 15.0),
+        "system_s": _s(0.9),
+        "minor_faults": _s(101_000),
+        "involuntary_switches": _s(2_650),
+    }
+
+
+FLOOR_CPU = {"train": {"user_s": _s(13.2), "system_s": _s(0.25), "minor_faults": _s(42_000)}}
 
 
 def sample_results(*, fast: bool) -> dict[str, Any]:
@@ -40,7 +51,11 @@ def sample_results(*, fast: bool) -> dict[str, Any]:
             }
         },
         "pipeline": {
-            "floor": {"sizes": {"1000000": {"total_s": _s(55, 56, 57), "stages": {"train": _s(30)}}}},
+            "floor": {
+                "sizes": {
+                    "1000000": {"total_s": _s(55, 56, 57), "stages": {"train": _s(30)}, "cpu": FLOOR_CPU}
+                }
+            },
             "scale": {
                 "features": 24,
                 "sizes": {
@@ -126,6 +141,9 @@ def test_report_shows_median_min_max_and_runs(tmp_path: Path, monkeypatch: pytes
     assert "60.00 s (59.00-62.00, n=3)" in text  # arrival to serving at 1M
     assert "| validation within 3x of plain pandas | met | 2.0x |" in text
     assert "Train is bound by the trees." in text and "GX fixed cost per batch" in text
+    assert "CPU accounting per stage at 1,000,000 rows" in text
+    # task / floor: user s, system s, faults (k), preempted (k; the floor recorded none)
+    assert "| train | 14.75 / 13.20 | 0.90 / 0.25 | 101 / 42 | 2.6 / - |" in text
     payload = json.loads(output.with_suffix(".json").read_text())
     overhead = payload["overhead"]["1000000"]
     assert overhead["overhead_fraction"] == pytest.approx(60 / 56 - 1)
