@@ -24,7 +24,7 @@ def _stage(seconds: float, peak: float) -> dict[str, Any]:
         "user_s": _s(14.5, 15.0),
         "system_s": _s(0.9),
         "minor_faults": _s(101_000),
-        "involuntary_switches": _s(2_650),
+        "involuntary_switches": _s(2_600),
     }
 
 
