@@ -36,6 +36,7 @@ BOOLEAN_TYPES = ["bool", "boolean"]
 # pandas 3 ``str`` columns alike (GX type names match neither reliably).
 RESULT_FORMAT: dict[str, Any] = {"result_format": "BASIC", "partial_unexpected_count": 5}
 FINITE_RULE = "ct_finite"  # meta flag of the expectation that rejects +-inf
+GX_DATA_SOURCE = "landing"  # the in-memory data source each batch is validated through
 
 
 class DataValidationError(Exception):
@@ -294,7 +295,7 @@ def validate_frame(
             },
         )
         actions.append(UpdateDataDocsAction(name="data_docs", site_names=["ct"]))
-    asset = context.data_sources.add_pandas("landing").add_dataframe_asset(config.name)
+    asset = context.data_sources.add_pandas(GX_DATA_SOURCE).add_dataframe_asset(config.name)
     batch_definition = asset.add_batch_definition_whole_dataframe(file)
     suite = context.suites.add(build_expectation_suite(config))
     definition = context.validation_definitions.add(
@@ -308,7 +309,13 @@ def validate_frame(
             result_format=RESULT_FORMAT,
         )
     )
-    outcome = checkpoint.run(batch_parameters={"dataframe": _gx_view(config, frame)})
+    try:
+        outcome = checkpoint.run(batch_parameters={"dataframe": _gx_view(config, frame)})
+    finally:
+        # GX keeps its last context for the process, and through the data source's execution
+        # engine the whole batch: without this a snapshot's next batch, or the value-skew read
+        # after the last one, would share the task's memory with a batch already validated.
+        context.data_sources.delete(GX_DATA_SOURCE)
     results = [item for run in outcome.run_results.values() for item in run.results]
     failures = [_describe(item) for item in results if not item.success]
     return BatchReport(

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import pathlib
 
+import pandas as pd
 import pytest
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.extract import accepted_versions, extract
 from include.ct.storage import pipeline_paths
-from include.ct.validate import DataValidationError, build_expectation_suite, validate_snapshot
+from include.ct.validate import (
+    DataValidationError,
+    build_expectation_suite,
+    validate_frame,
+    validate_snapshot,
+)
 
 
 def test_suite_covers_the_schema(churn: PipelineConfig) -> None:
@@ -64,6 +71,19 @@ def test_data_docs_templates_are_compiled_once_for_every_process(churn: Pipeline
     assert validate_snapshot(churn, extract(churn)).success
     # A later task process (a fresh fork) loads the compiled templates instead of parsing them.
     assert list(pathlib.Path(cache.directory).glob("__jinja2_*.cache"))
+
+
+def test_a_validated_batch_is_not_kept_in_memory(churn: PipelineConfig, tmp_path: pathlib.Path) -> None:
+    # GX keeps its last context for the process; the batch it validated must not stay with it,
+    # or a snapshot's batches (and the value-skew read after them) would pile up in a task.
+    rows = 517  # a length no other frame of this test has
+    columns = [*churn.features, churn.target, *([churn.timestamp] if churn.timestamp else [])]
+    frame = datagen.churn_batch(rows, day=1)[columns]
+    assert validate_frame(churn, frame, "day_0001.csv", tmp_path / "docs").success
+    del frame
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, pd.DataFrame) and len(o) == rows]
+    assert not alive
 
 
 @pytest.mark.parametrize(
