@@ -6,6 +6,7 @@ the offending batch goes to quarantine with a human-readable report and nothing 
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import logging
@@ -15,7 +16,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
@@ -37,6 +38,7 @@ BOOLEAN_TYPES = ["bool", "boolean"]
 RESULT_FORMAT: dict[str, Any] = {"result_format": "BASIC", "partial_unexpected_count": 5}
 FINITE_RULE = "ct_finite"  # meta flag of the expectation that rejects +-inf
 GX_DATA_SOURCE = "landing"  # the in-memory data source each batch is validated through
+GX_DATA_SOURCE_TYPE = "ct_column_scoped_pandas"  # its GX type (``column_scoped_data_source``)
 
 
 class DataValidationError(Exception):
@@ -269,6 +271,41 @@ def _gx_view(config: PipelineConfig, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**encoded) if encoded else frame
 
 
+@functools.cache
+def column_scoped_data_source() -> type:
+    """A GX pandas data source whose engine gives each column rule its own column, not the batch.
+
+    GX's pandas engine hands a column rule the whole batch, and each range or value-set rule on a
+    column with nulls filters all of it through that column's non-null mask: two copies of every
+    column per such rule, so the cost grows with width times nullable columns (the scale bench's
+    24 features, six nullable: 1M rows in 1.06-1.20 s instead of 1.32-1.58 s). Scoped to the rule's column,
+    the copy is that column alone. The results are the same: no rule of the suite, at its BASIC
+    result format, reads another column.
+    """
+    from great_expectations.datasource.fluent import PandasDatasource
+    from great_expectations.datasource.fluent.sources import DataSourceManager
+    from great_expectations.execution_engine import PandasExecutionEngine
+
+    if GX_DATA_SOURCE_TYPE in DataSourceManager.type_lookup:
+        # Registered once per process: this module was imported afresh (edited in a preloaded fork).
+        registered: type = DataSourceManager.type_lookup[GX_DATA_SOURCE_TYPE]
+        return registered
+
+    class ColumnScopedPandasEngine(PandasExecutionEngine):  # type: ignore[misc]
+        def get_domain_records(self, domain_kwargs: dict[str, Any]) -> pd.DataFrame:
+            records = super().get_domain_records(domain_kwargs)
+            column = domain_kwargs.get("column")
+            if column is None or not records.columns.is_unique or column not in records.columns:
+                return records
+            return records[column].to_frame()
+
+    class ColumnScopedPandasDatasource(PandasDatasource):  # type: ignore[misc]
+        type: Literal["ct_column_scoped_pandas"] = "ct_column_scoped_pandas"
+        execution_engine_override = ColumnScopedPandasEngine
+
+    return ColumnScopedPandasDatasource
+
+
 def validate_frame(
     config: PipelineConfig, frame: pd.DataFrame, file: str, docs_dir: Path | None = None
 ) -> BatchReport:
@@ -295,7 +332,9 @@ def validate_frame(
             },
         )
         actions.append(UpdateDataDocsAction(name="data_docs", site_names=["ct"]))
-    asset = context.data_sources.add_pandas(GX_DATA_SOURCE).add_dataframe_asset(config.name)
+    column_scoped_data_source()  # registers its add method on GX's data source manager
+    data_source = getattr(context.data_sources, f"add_{GX_DATA_SOURCE_TYPE}")(GX_DATA_SOURCE)
+    asset = data_source.add_dataframe_asset(config.name)
     batch_definition = asset.add_batch_definition_whole_dataframe(file)
     suite = context.suites.add(build_expectation_suite(config))
     definition = context.validation_definitions.add(

@@ -16,6 +16,7 @@ from include.ct.storage import pipeline_paths
 from include.ct.validate import (
     DataValidationError,
     build_expectation_suite,
+    column_scoped_data_source,
     validate_frame,
     validate_snapshot,
 )
@@ -126,3 +127,18 @@ def test_unreadable_batch_is_quarantined(churn: PipelineConfig) -> None:
     with pytest.raises(DataValidationError, match="rule readable"):
         validate_snapshot(churn, extract(churn))
     assert (pipeline_paths(churn).quarantine / "day_0001.parquet").exists()
+
+
+def test_column_rules_get_their_column_and_table_rules_the_batch() -> None:
+    # GX's pandas engine filters a column rule's whole domain through the column's non-null mask:
+    # scoped to the column, a rule on a nullable column no longer copies every other column.
+    engine = column_scoped_data_source().execution_engine_override()
+    frame = pd.DataFrame({"fee": [1.0, None, 3.0], "plan": ["basic", "plus", None], "calls": [1, 2, 3]})
+    engine.load_batch_data("batch", frame)
+    assert list(engine.get_domain_records({"column": "fee"}).columns) == ["fee"]
+    assert list(engine.get_domain_records({}).columns) == ["fee", "plan", "calls"]
+    # A row condition still filters on any column before the rule's column is picked.
+    kept = engine.get_domain_records(
+        {"column": "fee", "row_condition": 'plan == "basic"', "condition_parser": "pandas"}
+    )
+    assert kept.to_dict("list") == {"fee": [1.0]}
