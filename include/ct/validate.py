@@ -278,9 +278,9 @@ def column_scoped_data_source() -> type:
     GX's pandas engine hands a column rule the whole batch, and each range or value-set rule on a
     column with nulls filters all of it through that column's non-null mask: two copies of every
     column per such rule, so the cost grows with width times nullable columns (the scale bench's
-    24 features, six nullable: 1M rows in 1.06-1.20 s instead of 1.32-1.58 s). Scoped to the rule's column,
-    the copy is that column alone. The results are the same: no rule of the suite, at its BASIC
-    result format, reads another column.
+    24 features, six nullable: 1M rows in 1.06-1.20 s instead of 1.32-1.58 s). Scoped to the
+    rule's column, the copy is that column alone. The results are the same: no rule of the
+    suite, at its BASIC result format, reads another column.
     """
     from great_expectations.datasource.fluent import PandasDatasource
     from great_expectations.datasource.fluent.sources import DataSourceManager
