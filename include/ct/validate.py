@@ -250,10 +250,11 @@ def _share_data_docs_templates() -> None:
 def _gx_view(config: PipelineConfig, frame: pd.DataFrame) -> pd.DataFrame:
     """The batch as GX sees it: text category columns dictionary-encoded, values unchanged.
 
-    GX's pandas engine copies the whole frame (every column) for each range and value-set
-    rule; Arrow text columns made those copies and the batch hash most of its per-row cost.
-    Only category features without a range are encoded (their only rules are value set and
-    nulls, which hold the same); columns of other or mixed types reach GX as they came.
+    GX hashes the whole batch for its fingerprint and checks value sets element by element;
+    on Arrow text columns those were most of its per-row cost (1M churn rows: 0.31 s with the
+    encoding, its own cost included, against 0.44-0.54 s without). Only category features
+    without a range are encoded (their only rules are value set and nulls, which hold the
+    same); columns of other or mixed types reach GX as they came.
     """
     import pyarrow as pa
 
