@@ -252,7 +252,7 @@ def evaluate_challenger(
 
     test = coerce_to_schema(config, pd.read_parquet(test_path))
     features = config.feature_names
-    challenger_model = registry.load_model(f"runs:/{run_id}/model")
+    challenger_model = registry.load_model(f"models:/{registry.logged_model_id(run_id)}")
     challenger_scores = score(config, challenger_model, test[features])
     challenger = metrics_of_scores(config, challenger_scores, test[config.target])
     challenger_slices = slice_metrics(config, challenger_model, test, scores=challenger_scores)

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
 TAG_PREFIX = "ct."
+MODEL_NAME = "model"  # the name each training run logs its model under
 
 
 @dataclass(frozen=True)
@@ -158,10 +159,29 @@ def register_version(config: PipelineConfig, run_id: str, tags: dict[str, str]) 
         return version
     import mlflow
 
-    # MLflow 3 keeps the model as a LoggedModel: registering through the run URI resolves it.
-    version = mlflow.register_model(f"runs:/{run_id}/model", name, tags=tags)
+    version = mlflow.register_model(f"models:/{logged_model_id(run_id)}", name, tags=tags)
     log.info("Registered %s version %s from run %s", name, version.version, run_id)
     return version
+
+
+def logged_model_id(run_id: str) -> str:
+    """The id of the model ``run_id`` logged, looked up by run on the server.
+
+    MLflow 3 keeps a run's model as a LoggedModel. Registering through ``runs:/<run>/model``
+    would page through every model the experiment ever logged under that name and warn that the
+    run has no artifacts there; the model's own URI needs neither.
+    """
+    mlflow_client = client()
+    experiment_id = mlflow_client.get_run(run_id).info.experiment_id
+    models = mlflow_client.search_logged_models(
+        experiment_ids=[experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME}'",
+        order_by=[{"field_name": "creation_timestamp", "ascending": False}],
+        max_results=1,
+    )
+    if not models:
+        raise LookupError(f"run {run_id} logged no model named {MODEL_NAME!r}")
+    return str(models[0].model_id)
 
 
 def set_version_tags(config: PipelineConfig, version: str, tags: dict[str, str]) -> None:

@@ -481,7 +481,7 @@ def train_challenger(config: PipelineConfig, lineage: registry.Lineage) -> Train
         signature = infer_signature(example, pipeline.predict(example))
         mlflow.sklearn.log_model(
             pipeline,
-            name="model",
+            name=registry.MODEL_NAME,
             signature=signature,
             input_example=example,
             pip_requirements=_pip_requirements(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_retries_never_duplicate_runs_versions_or_alias_moves(
-    mlflow_server: MlflowServer, data_dir: Path
+    mlflow_server: MlflowServer, data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = find_pipeline_config("churn")
     datagen.write_batch(config, rows=2000)
@@ -38,11 +39,24 @@ def test_retries_never_duplicate_runs_versions_or_alias_moves(
         assert candidate.infra_check["ok"] is True
         return deploy_version(config, candidate.version, test_path, reason="test", service=None)
 
-    promoted = promote(first.run_id, first.test_path, lineage)
+    mlflow_logger = logging.getLogger("mlflow")  # it does not propagate to the root logger
+    mlflow_logger.addHandler(caplog.handler)
+    try:
+        promoted = promote(first.run_id, first.test_path, lineage)
+    finally:
+        mlflow_logger.removeHandler(caplog.handler)
     again = promote(first.run_id, first.test_path, lineage)
     assert (promoted.version, promoted.moved) == ("1", True)
     assert (again.version, again.moved) == ("1", False)
     client = MlflowClient(tracking_uri=mlflow_server.url)
+    # The version is the run's logged model, registered by the model's own URI: MLflow needs no
+    # search through the experiment's models and warns of nothing.
+    version = client.get_model_version("churn", "1")
+    model_ids = [output.model_id for output in client.get_run(first.run_id).outputs.model_outputs]
+    assert model_ids == [registry.logged_model_id(first.run_id)]
+    assert (version.run_id, version.source) == (first.run_id, f"models:/{model_ids[0]}")
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [message for message in warned if "CT_SERVING_URL" not in message]
     assert len(client.search_model_versions("name = 'churn'")) == 1
     assert client.get_model_version_by_alias("churn", "champion").version == "1"
     assert promoted.url == f"{mlflow_server.url}/#/models/churn/versions/1"
