@@ -402,6 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         command = sub.add_parser(name)
         command.add_argument("--sizes", default=default, help="comma-separated row counts")
         command.add_argument("--repeats", type=int, default=3)
+    sub.choices["floor"].add_argument(
+        "--section",
+        default="floor",
+        help="results section to write (floor_after: the floor again after the orchestrated runs)",
+    )
     stage = sub.add_parser("stage", help="run one stage (the scale benchmark's child process)")
     stage.add_argument("name", choices=STAGES)
     stage.add_argument("--pipeline", required=True)
@@ -416,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     figures = floor(sizes, args.repeats) if args.command == "floor" else scale(sizes, args.repeats)
-    path = write_result("pipeline", merge_results(read_existing(), args.command, figures))
+    section = args.section if args.command == "floor" else args.command
+    path = write_result("pipeline", merge_results(read_existing(), section, figures))
     print(json.dumps(figures, indent=2, default=str))
     print(f"wrote {path}")
     return 0

@@ -148,3 +148,20 @@ def test_report_shows_median_min_max_and_runs(tmp_path: Path, monkeypatch: pytes
     overhead = payload["overhead"]["1000000"]
     assert overhead["overhead_fraction"] == pytest.approx(60 / 56 - 1)
     assert overhead["overhead_per_task_s"] == pytest.approx((60 - 56) / 6)
+
+
+def test_overhead_pools_the_floor_measured_before_and_after_airflow() -> None:
+    results = sample_results(fast=True)
+    results["pipeline"]["floor_after"] = {"sizes": {"1000000": {"total_s": _s(40, 41, 48)}}}
+    over = report.overhead_at(results, "1000000")
+    assert over is not None
+    # runs 55, 56, 57 before and 40, 41, 48 after: the median of all six
+    assert over["floor_s"] == pytest.approx(51.5)
+    assert (over["floor_before_s"], over["floor_after_s"]) == (56, 41)
+    assert over["overhead_fraction"] == pytest.approx(60 / 51.5 - 1)
+    judged = {t.name: t for t in report.targets(results)}
+    shown = judged["orchestration overhead < 25% of the floor at 1M rows"].value
+    assert "floor 56.0 s before Airflow, 41.0 s after" in shown
+    text = "\n".join(report.section_overhead(results))
+    assert "| 1,000,000 | 51.50 s (40.00-57.00, n=6) |" in text
+    assert "again after them, 41.00 s (40.00-48.00, n=3)" in text
