@@ -124,11 +124,12 @@ def overhead_at(results: dict[str, Any], size: str) -> dict[str, float] | None:
         return None
     tasks = median(_get(orchestrated, "tasks_total_s"))
     count = max(len(_get(orchestrated, "stages") or {}), 1)
-    drift = {"floor_after_s": pooled["after_s"]} if pooled["after_s"] else {}
+    passes = {
+        f"floor_{label}_s": pooled[f"{label}_s"] for label in ("before", "after") if pooled[f"{label}_s"]
+    }
     return {
         "floor_s": floor,
-        "floor_before_s": pooled["before_s"],
-        **drift,
+        **passes,
         "arrival_to_serving_s": arrival,
         "ratio": arrival / floor,
         "overhead_fraction": arrival / floor - 1,
@@ -145,7 +146,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
     shown = ""
     if over:
         seconds = f"{over['arrival_to_serving_s']:.1f} s against {over['floor_s']:.1f} s"
-        if "floor_after_s" in over:
+        if "floor_before_s" in over and "floor_after_s" in over:
             seconds += (
                 f"; floor {over['floor_before_s']:.1f} s before Airflow, {over['floor_after_s']:.1f} s after"
             )

@@ -165,3 +165,10 @@ def test_overhead_pools_the_floor_measured_before_and_after_airflow() -> None:
     text = "\n".join(report.section_overhead(results))
     assert "| 1,000,000 | 51.50 s (40.00-57.00, n=6) |" in text
     assert "again after them, 41.00 s (40.00-48.00, n=3)" in text
+
+
+def test_overhead_without_the_second_floor_pass_uses_the_first_alone() -> None:
+    over = report.overhead_at(sample_results(fast=True), "1000000")
+    assert over is not None
+    assert over["floor_s"] == over["floor_before_s"] == 56
+    assert "floor_after_s" not in over
