@@ -103,10 +103,16 @@ def _judge(name: str, command: str, value: float | None, ok: Callable[[float], b
     return Target(name, "met" if ok(value) else "missed", shown, command)
 
 
+def floor_passes(results: dict[str, Any], size: str) -> tuple[Any, Any]:
+    """The floor's total at ``size`` rows before and after the orchestrated runs (None if not run)."""
+    before, after = (_get(results, "pipeline", section, "sizes", size, "total_s") for section in FLOOR_PASSES)
+    return before, after
+
+
 def pooled_floor(results: dict[str, Any], size: str) -> dict[str, Any] | None:
     """The floor's total at ``size`` rows over every pass: the one before the orchestrated runs and,
     where measured, the one after them, so a host that drifted between them weighs on both sides."""
-    passes = [_get(results, "pipeline", section, "sizes", size, "total_s") for section in FLOOR_PASSES]
+    passes = floor_passes(results, size)
     runs = [float(run) for summary in passes if summary for run in summary.get("runs") or []]
     if not runs:
         return None
@@ -301,7 +307,7 @@ def section_overhead(results: dict[str, Any]) -> list[str]:
             )
         )
     for size in _sizes(_get(results, "pipeline", "floor_after", "sizes")):
-        before, after = (_get(results, "pipeline", p, "sizes", size, "total_s") for p in FLOOR_PASSES)
+        before, after = floor_passes(results, size)
         lines += [
             "",
             f"At {int(size):,} rows the floor was measured before the orchestrated runs, {fmt(before)}, "
