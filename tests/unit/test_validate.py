@@ -142,3 +142,67 @@ def test_column_rules_get_their_column_and_table_rules_the_batch() -> None:
         {"column": "fee", "row_condition": 'plan == "basic"', "condition_parser": "pandas"}
     )
     assert kept.to_dict("list") == {"fee": [1.0]}
+
+
+def test_a_nullable_column_rule_reads_only_its_column_for_its_examples() -> None:
+    # GX reads a column rule's domain again for its unexpected examples; that read must be
+    # scoped to the column too, and still line up with the rows that broke the rule.
+    from great_expectations.core.metric_domain_types import MetricDomainTypes
+
+    engine = column_scoped_data_source().execution_engine_override()
+    frame = pd.DataFrame({"fee": [1.0, None, 3.0], "plan": ["basic", "plus", None]})
+    engine.load_batch_data("batch", frame)
+    _, compute, accessor = engine.get_compute_domain({"column": "fee"}, MetricDomainTypes.COLUMN)
+    assert accessor == {"column": "fee"}
+    assert list(engine.get_domain_records(compute).columns) == ["fee"]
+    _, table, _ = engine.get_compute_domain({}, MetricDomainTypes.TABLE)
+    assert list(engine.get_domain_records(table).columns) == ["fee", "plan"]
+
+
+def test_range_failures_on_a_nullable_column_name_the_offending_values(
+    churn: PipelineConfig, tmp_path: pathlib.Path
+) -> None:
+    columns = [*churn.features, churn.target, *([churn.timestamp] if churn.timestamp else [])]
+    frame = datagen.churn_batch(300, day=1)[columns]
+    frame.loc[frame.index[:40], "monthly_fee"] = None
+    frame.loc[frame.index[[50, 60]], "monthly_fee"] = [-5.0, 2500.0]
+    report = validate_frame(churn, frame, "day_0001.csv", tmp_path / "docs")
+    [failure] = report.failures
+    assert (failure.column, failure.rule) == ("monthly_fee", "expect_column_values_to_be_between")
+    assert "2 of 300 values" in failure.detail
+    assert "[-5.0, 2500.0]" in failure.detail
+
+
+def test_a_known_fingerprint_replaces_gx_hashing_the_batch() -> None:
+    from great_expectations.core.batch_spec import RuntimeDataBatchSpec
+
+    from include.ct.validate import FINGERPRINT_ATTR
+
+    engine = column_scoped_data_source().execution_engine_override()
+    frame = pd.DataFrame({"fee": [1.0, 2.0]})
+    hashed = engine.get_batch_data_and_markers(RuntimeDataBatchSpec(batch_data=frame.copy()))[1]
+    assert len(hashed["pandas_data_fingerprint"]) == 32  # GX's own MD5 of the rows
+    frame.attrs[FINGERPRINT_ATTR] = "ab" * 32
+    data, markers = engine.get_batch_data_and_markers(RuntimeDataBatchSpec(batch_data=frame))
+    assert markers["pandas_data_fingerprint"] == "ab" * 32
+    assert data.dataframe["fee"].tolist() == [1.0, 2.0]
+    assert FINGERPRINT_ATTR not in data.dataframe.attrs  # not copied along into every GX operation
+
+
+def test_validate_snapshot_fingerprints_each_batch_by_its_file(
+    churn: PipelineConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from include.ct import validate
+
+    seen: list[str | None] = []
+    original = validate.validate_frame
+
+    def spy(*args: object, fingerprint: str | None = None, **kwargs: object) -> validate.BatchReport:
+        seen.append(fingerprint)
+        return original(*args, fingerprint=fingerprint, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(validate, "validate_frame", spy)
+    datagen.write_batch(churn, rows=300)
+    snapshot = extract(churn)
+    assert validate_snapshot(churn, snapshot).success
+    assert seen == [snapshot.batches[0].sha256]
