@@ -1,6 +1,6 @@
 """The whole benchmark suite, one ``python -m bench.<name>`` process each, then the report.
 
-python -m bench.suite           # make bench: full sizes, 3 runs each (hours on 2 cores)
+python -m bench.suite           # make bench: full sizes, 3 runs each or more (~45 min on 2 cores)
 python -m bench.suite --quick   # make bench-quick: small sizes, 1 run, a smoke check
 python -m bench.suite --only validation dag_parse
 """
@@ -19,9 +19,11 @@ from bench.report import write_report
 # Run in this order: the floor, the orchestrated runs it is compared with, and the floor again
 # at the largest size, so the overhead is judged against a floor measured on both sides of the
 # orchestrated runs: a host whose speed drifts (a shared VM) shows as a gap between the two.
+# Validation runs 7 times: each run is a fraction of a second, and the pandas floor's median of 3
+# moved by a third between reports (two slow runs out of three).
 FULL: dict[str, list[str]] = {
     "serving": ["serving"],
-    "validation": ["validation", "--rows", "1000000", "--repeats", "3"],
+    "validation": ["validation", "--rows", "1000000", "--repeats", "7"],
     "dag_parse": ["dag_parse", "--repeats", "3"],
     "floor": ["pipeline", "floor", "--sizes", "10000,100000,1000000", "--repeats", "3"],
     "orchestrated": ["orchestrated", "--sizes", "10000,100000,1000000", "--repeats", "3"],
