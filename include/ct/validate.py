@@ -432,6 +432,7 @@ def validate_snapshot(config: PipelineConfig, snapshot: Snapshot) -> ValidationO
             report = validate_frame(
                 config, frame, batch.file, report_dir / "data_docs", fingerprint=batch.sha256
             )
+            del frame  # freed before the next batch is read, not after
         reports.append(report)
         log.info(
             "Validated batch %d/%d %s: %s (%d expectations)",
