@@ -187,16 +187,13 @@ def run_stage(stage: str, pipeline: str, state: dict[str, Any]) -> dict[str, Any
 
         return {**state, "snapshot": extract(config).to_dict()}
     if stage == "validate":
-        import pandas as pd
-
-        from include.ct.drift import value_skew_against_champion
+        from include.ct.drift import snapshot_value_skew
         from include.ct.extract import Snapshot
         from include.ct.validate import validate_snapshot
 
         snapshot = Snapshot.from_dict(state["snapshot"])
         outcome = validate_snapshot(config, snapshot)
-        frames = [pd.read_parquet(f"{snapshot.path}/{b.part}") for b in snapshot.batches if b.part]
-        skew = value_skew_against_champion(config, pd.concat(frames, ignore_index=True))
+        skew = snapshot_value_skew(config, snapshot)
         return {**state, "validated": {"success": outcome.success, "drifted": skew["drifted"]}}
     lineage = Lineage(
         pipeline=config.name,

@@ -6,12 +6,15 @@ what the serving champion actually learned from.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from include.ct.config import PipelineConfig
+
+if TYPE_CHECKING:
+    from include.ct.extract import Snapshot
 
 BINS = 10
 EPSILON = 1e-4
@@ -97,6 +100,12 @@ def read_features(config: PipelineConfig, parts: list[str]) -> pd.DataFrame:
         for name in features
     ]
     return pd.concat(columns, axis=1)
+
+
+def snapshot_value_skew(config: PipelineConfig, snapshot: Snapshot) -> dict[str, Any]:
+    """PSI of a snapshot's features against the champion's training reference, read lean."""
+    parts = [f"{snapshot.path}/{batch.part}" for batch in snapshot.batches if batch.part]
+    return value_skew_against_champion(config, read_features(config, parts))
 
 
 def value_skew_against_champion(config: PipelineConfig, frame: pd.DataFrame) -> dict[str, Any]:

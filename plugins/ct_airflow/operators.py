@@ -142,7 +142,7 @@ class ValidateDataOperator(_SnapshotOperator):
     ui_color = "#fdf1e8"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.ct.drift import read_features, value_skew_against_champion
+        from include.ct.drift import snapshot_value_skew
         from include.ct.extract import Snapshot
         from include.ct.validate import DataValidationError, validate_snapshot
 
@@ -157,8 +157,7 @@ class ValidateDataOperator(_SnapshotOperator):
         except DataValidationError as exc:
             # Retrying cannot fix the data: fail now, the batch is already in quarantine.
             raise AirflowFailException(str(exc)) from exc
-        parts = [f"{snapshot.path}/{b.part}" for b in snapshot.batches if b.part]
-        skew = value_skew_against_champion(config, read_features(config, parts))
+        skew = snapshot_value_skew(config, snapshot)
         if skew["drifted"]:
             self.log.warning(
                 "Value skew against champion v%s (PSI > %s): %s",
