@@ -39,6 +39,7 @@ RESULT_FORMAT: dict[str, Any] = {"result_format": "BASIC", "partial_unexpected_c
 FINITE_RULE = "ct_finite"  # meta flag of the expectation that rejects +-inf
 GX_DATA_SOURCE = "landing"  # the in-memory data source each batch is validated through
 GX_DATA_SOURCE_TYPE = "ct_column_scoped_pandas"  # its GX type (``column_scoped_data_source``)
+SCOPED_COLUMN = "ct_scoped_column"  # compute-domain key naming the column a column rule reads
 FINGERPRINT_ATTR = "ct_fingerprint"  # frame attr that carries a batch's known fingerprint to GX
 
 
@@ -299,7 +300,7 @@ def column_scoped_data_source() -> type:
     class ColumnScopedPandasEngine(PandasExecutionEngine):  # type: ignore[misc]
         def get_domain_records(self, domain_kwargs: dict[str, Any]) -> pd.DataFrame:
             records = super().get_domain_records(domain_kwargs)
-            column = domain_kwargs.get("column")
+            column = domain_kwargs.get("column", domain_kwargs.get(SCOPED_COLUMN))
             if column is None or not records.columns.is_unique or column not in records.columns:
                 return records
             return records[column].to_frame()
@@ -309,10 +310,11 @@ def column_scoped_data_source() -> type:
         ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
             # GX moves a column rule's column from the compute domain to the accessor, and the
             # rule's unexpected-values metric reads the compute domain again: the whole batch,
-            # filtered through the column's non-null mask. Kept there, that read is scoped too.
+            # filtered through the column's non-null mask. Marked there, that read is scoped too
+            # (under a key of its own: GX merges the compute and accessor kwargs elsewhere).
             records, compute, accessor = super().get_compute_domain(domain_kwargs, domain_type, accessor_keys)
             if "column" in domain_kwargs and "column" in accessor:
-                compute = {**compute, "column": accessor["column"]}
+                compute = {**compute, SCOPED_COLUMN: accessor["column"]}
             return records, compute, accessor
 
         def get_batch_data_and_markers(self, batch_spec: Any) -> tuple[Any, Any]:

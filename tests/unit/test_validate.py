@@ -155,8 +155,26 @@ def test_a_nullable_column_rule_reads_only_its_column_for_its_examples() -> None
     _, compute, accessor = engine.get_compute_domain({"column": "fee"}, MetricDomainTypes.COLUMN)
     assert accessor == {"column": "fee"}
     assert list(engine.get_domain_records(compute).columns) == ["fee"]
+    assert list(engine.get_domain_records({**compute, **accessor}).columns) == ["fee"]  # GX merges them
     _, table, _ = engine.get_compute_domain({}, MetricDomainTypes.TABLE)
     assert list(engine.get_domain_records(table).columns) == ["fee", "plan"]
+
+
+def test_complete_results_list_the_offending_rows_of_a_nullable_column(
+    churn: PipelineConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # COMPLETE asks GX for the offending rows' index too, through a metric that merges the
+    # compute and accessor domains: the scoped column must not make those collide.
+    from include.ct import validate
+
+    monkeypatch.setattr(validate, "RESULT_FORMAT", {"result_format": "COMPLETE"})
+    columns = [*churn.features, churn.target, *([churn.timestamp] if churn.timestamp else [])]
+    frame = datagen.churn_batch(300, day=1)[columns]
+    frame.loc[frame.index[:40], "monthly_fee"] = None
+    frame.loc[frame.index[[50, 60]], "monthly_fee"] = [-5.0, 2500.0]
+    [failure] = validate_frame(churn, frame, "day_0001.csv").failures
+    assert (failure.column, failure.rule) == ("monthly_fee", "expect_column_values_to_be_between")
+    assert "2 of 300 values" in failure.detail
 
 
 def test_range_failures_on_a_nullable_column_name_the_offending_values(
