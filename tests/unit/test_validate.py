@@ -160,7 +160,16 @@ def test_a_nullable_column_rule_reads_only_its_column_for_its_examples() -> None
     assert list(engine.get_domain_records(table).columns) == ["fee", "plan"]
 
 
-def test_complete_results_list_the_offending_rows_of_a_nullable_column(
+def _fees_with_nulls_and_two_out_of_range(churn: PipelineConfig) -> pd.DataFrame:
+    """300 churn rows whose nullable monthly_fee has 40 nulls and two values out of range."""
+    columns = [*churn.features, churn.target, *([churn.timestamp] if churn.timestamp else [])]
+    frame = datagen.churn_batch(300, day=1)[columns]
+    frame.loc[frame.index[:40], "monthly_fee"] = None
+    frame.loc[frame.index[[50, 60]], "monthly_fee"] = [-5.0, 2500.0]
+    return frame
+
+
+def test_complete_result_format_still_checks_a_nullable_column(
     churn: PipelineConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # COMPLETE asks GX for the offending rows' index too, through a metric that merges the
@@ -168,10 +177,7 @@ def test_complete_results_list_the_offending_rows_of_a_nullable_column(
     from include.ct import validate
 
     monkeypatch.setattr(validate, "RESULT_FORMAT", {"result_format": "COMPLETE"})
-    columns = [*churn.features, churn.target, *([churn.timestamp] if churn.timestamp else [])]
-    frame = datagen.churn_batch(300, day=1)[columns]
-    frame.loc[frame.index[:40], "monthly_fee"] = None
-    frame.loc[frame.index[[50, 60]], "monthly_fee"] = [-5.0, 2500.0]
+    frame = _fees_with_nulls_and_two_out_of_range(churn)
     [failure] = validate_frame(churn, frame, "day_0001.csv").failures
     assert (failure.column, failure.rule) == ("monthly_fee", "expect_column_values_to_be_between")
     assert "2 of 300 values" in failure.detail
@@ -180,10 +186,7 @@ def test_complete_results_list_the_offending_rows_of_a_nullable_column(
 def test_range_failures_on_a_nullable_column_name_the_offending_values(
     churn: PipelineConfig, tmp_path: pathlib.Path
 ) -> None:
-    columns = [*churn.features, churn.target, *([churn.timestamp] if churn.timestamp else [])]
-    frame = datagen.churn_batch(300, day=1)[columns]
-    frame.loc[frame.index[:40], "monthly_fee"] = None
-    frame.loc[frame.index[[50, 60]], "monthly_fee"] = [-5.0, 2500.0]
+    frame = _fees_with_nulls_and_two_out_of_range(churn)
     report = validate_frame(churn, frame, "day_0001.csv", tmp_path / "docs")
     [failure] = report.failures
     assert (failure.column, failure.rule) == ("monthly_fee", "expect_column_values_to_be_between")
