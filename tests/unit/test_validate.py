@@ -74,13 +74,16 @@ def test_data_docs_templates_are_compiled_once_for_every_process(churn: Pipeline
     assert list(pathlib.Path(cache.directory).glob("__jinja2_*.cache"))
 
 
-def test_a_validated_batch_is_not_kept_in_memory(churn: PipelineConfig, tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("fingerprint", [None, "ab" * 32])
+def test_a_validated_batch_is_not_kept_in_memory(
+    churn: PipelineConfig, tmp_path: pathlib.Path, fingerprint: str | None
+) -> None:
     # GX keeps its last context for the process; the batch it validated must not stay with it,
     # or a snapshot's batches (and the value-skew read after them) would pile up in a task.
     rows = 517  # a length no other frame of this test has
     columns = [*churn.features, churn.target, *([churn.timestamp] if churn.timestamp else [])]
     frame = datagen.churn_batch(rows, day=1)[columns]
-    assert validate_frame(churn, frame, "day_0001.csv", tmp_path / "docs").success
+    assert validate_frame(churn, frame, "day_0001.csv", tmp_path / "docs", fingerprint=fingerprint).success
     del frame
     gc.collect()
     alive = [o for o in gc.get_objects() if isinstance(o, pd.DataFrame) and len(o) == rows]
