@@ -60,18 +60,79 @@ def test_good_batch_is_accepted_and_archived(churn: PipelineConfig) -> None:
 
 
 def test_data_docs_templates_are_compiled_once_for_every_process(churn: PipelineConfig) -> None:
-    from great_expectations.render.view.view import DefaultJinjaView
+    from great_expectations.render.view.view import DefaultJinjaPageView, DefaultJinjaView
     from jinja2 import FileSystemBytecodeCache
 
     datagen.write_batch(churn, day=1, rows=300)
     assert validate_snapshot(churn, extract(churn)).success
-    cache = DefaultJinjaView().env.bytecode_cache
+    # Views of one class share one environment, whose parsed templates stay loaded.
+    page = DefaultJinjaPageView()
+    assert page.env is DefaultJinjaPageView().env
+    assert page.env.cache  # the first snapshot's pages loaded their templates into it
+    cache = page.env.bytecode_cache
     assert isinstance(cache, FileSystemBytecodeCache)
     cache.clear()  # files left by earlier runs prove nothing
+    DefaultJinjaView.ct_environments.clear()  # as a fresh task process starts: nothing loaded
     datagen.write_batch(churn, day=2, rows=300)
     assert validate_snapshot(churn, extract(churn)).success
     # A later task process (a fresh fork) loads the compiled templates instead of parsing them.
     assert list(pathlib.Path(cache.directory).glob("__jinja2_*.cache"))
+
+
+def test_a_batch_gets_data_docs_for_its_result_and_suite(
+    churn: PipelineConfig, tmp_path: pathlib.Path
+) -> None:
+    columns = [*churn.features, churn.target, *([churn.timestamp] if churn.timestamp else [])]
+    frame = datagen.churn_batch(300, day=1)[columns]
+    frame.loc[:1, "tenure_months"] = -4  # one failed rule, shown on the result's page
+    report = validate_frame(churn, frame, "day_0001.csv", tmp_path, fingerprint="cd" * 32)
+    assert not report.success
+    [result_page] = (tmp_path / "validations").rglob("*.html")
+    text = result_page.read_text()
+    assert "cd" * 32 in text  # the landed file's hash is the batch fingerprint
+    assert "tenure_months" in text
+    assert (tmp_path / "expectations" / f"{churn.name}_schema.html").exists()
+    index = (tmp_path / "index.html").read_text()
+    assert result_page.relative_to(tmp_path).as_posix() in index
+
+
+def test_configurations_built_once_change_no_result(
+    churn: PipelineConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+
+    from include.ct import validate
+
+    columns = [*churn.features, churn.target, *([churn.timestamp] if churn.timestamp else [])]
+    frame = datagen.churn_batch(300, day=1)[columns]
+    frame.loc[:2, "tenure_months"] = -4
+    frame.loc[3:5, "plan"] = "platinum"
+    frame.loc[6, "support_calls"] = None
+    frame.loc[7:8, "monthly_fee"] = float("inf")
+    memoised = validate_frame(churn, frame, "day_0001.csv")
+    monkeypatch.setattr(validate, "_configurations_built_once", contextlib.nullcontext)
+    assert validate_frame(churn, frame, "day_0001.csv") == memoised
+    assert {(f.column, f.rule) for f in memoised.failures} == {
+        ("tenure_months", "expect_column_values_to_be_between"),
+        ("plan", "expect_column_values_to_be_in_set"),
+        ("monthly_fee", "expect_column_values_to_be_between"),
+        ("support_calls", "expect_column_values_to_be_in_type_list"),  # None made it float
+        ("support_calls", "expect_column_values_to_not_be_null"),
+    }
+
+
+def test_an_expectation_builds_its_configuration_once_only_inside_the_block(churn: PipelineConfig) -> None:
+    from include.ct.validate import _configurations_built_once
+
+    [expectation, *_] = build_expectation_suite(churn).expectations
+    assert expectation.configuration is not expectation.configuration  # GX's own property
+    with _configurations_built_once():
+        assert expectation.configuration is expectation.configuration
+        with _configurations_built_once():  # nested: a memo of its own
+            inner = expectation.configuration
+        assert expectation.configuration is not inner
+    assert expectation.configuration is not expectation.configuration
+    assert expectation.configuration == inner
 
 
 @pytest.mark.parametrize("fingerprint", [None, "ab" * 32])
