@@ -30,7 +30,7 @@ COMMANDS = {
     "orchestrated": "python -m bench.orchestrated --sizes 10000,100000,1000000 --repeats 3",
     "floor": "python -m bench.pipeline floor --sizes 10000,100000,1000000 --repeats 3",
     "scale": "python -m bench.pipeline scale --sizes 1000000,5000000,10000000 --repeats 3",
-    "validation": "python -m bench.validation --rows 1000000 --repeats 7",
+    "validation": "python -m bench.validation --rows 1000000 --repeats 11",
     "dag_parse": "python -m bench.dag_parse --repeats 3",
     "serving": "OMP_NUM_THREADS=1 python -m bench.serving",
 }

@@ -23,7 +23,7 @@ from bench.report import write_report
 # moved by a third between reports (two slow runs out of three).
 FULL: dict[str, list[str]] = {
     "serving": ["serving"],
-    "validation": ["validation", "--rows", "1000000", "--repeats", "7"],
+    "validation": ["validation", "--rows", "1000000", "--repeats", "11"],
     "dag_parse": ["dag_parse", "--repeats", "3"],
     "floor": ["pipeline", "floor", "--sizes", "10000,100000,1000000", "--repeats", "3"],
     "orchestrated": ["orchestrated", "--sizes", "10000,100000,1000000", "--repeats", "3"],

@@ -23,7 +23,7 @@ import pandas as pd
 from bench.measure import summarize, write_result
 from include.ct.config import PipelineConfig, find_pipeline_config
 from include.ct.storage import file_sha256
-from include.ct.validate import FINITE_RULE, build_expectation_suite, validate_frame
+from include.ct.validate import DATA_DOCS_STATIC_DIR, FINITE_RULE, build_expectation_suite, validate_frame
 
 PIPELINE = "churn"
 
@@ -111,13 +111,19 @@ def gx_failures(
     }
 
 
-def _time(run: Callable[[], object], repeats: int) -> list[float]:
-    seconds = []
+def _interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each run, ``repeats`` times, the runs taking turns.
+
+    The host's speed drifts by more than the gap being judged; taking turns, a drift slows every
+    run alike instead of whichever ran during it.
+    """
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        gc.collect()
-        started = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - started)
+        for name, run in runs.items():
+            gc.collect()
+            started = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - started)
     return seconds
 
 
@@ -133,18 +139,30 @@ def measure(rows: int, repeats: int) -> dict[str, Any]:
         def docs() -> Path:  # a fresh site per run, as each data version gets in the pipeline
             return Path(tempfile.mkdtemp(dir=parent))
 
+        static = Path(parent) / DATA_DOCS_STATIC_DIR  # the assets every site links to, as in the pipeline
+
         def run(batch: pd.DataFrame, fingerprint: str, docs_dir: Path | None) -> None:
-            validate_frame(config, batch, "bench.parquet", docs_dir, fingerprint=fingerprint)
+            validate_frame(
+                config, batch, "bench.parquet", docs_dir, fingerprint=fingerprint, shared_static_dir=static
+            )
 
         gx_failures(config, small, docs())  # imports and first-use costs are not throughput
         if pandas_failures(config, frame) or gx_failures(config, small):
             raise RuntimeError("the benchmark batch should be clean")
-        gx = summarize(_time(lambda: run(frame, sha, docs()), repeats))
-        fixed = summarize(_time(lambda: run(small, small_sha, docs()), repeats))
-        checks = summarize(_time(lambda: run(frame, sha, None), repeats))
-        fixed_checks = summarize(_time(lambda: run(small, small_sha, None), repeats))
-    floor = summarize(_time(lambda: pandas_failures(config, frame), repeats))
-    floor_fixed = summarize(_time(lambda: pandas_failures(config, small), repeats))
+        seconds = _interleaved(
+            {
+                "gx": lambda: run(frame, sha, docs()),
+                "floor": lambda: pandas_failures(config, frame),
+                "fixed": lambda: run(small, small_sha, docs()),
+                "floor_fixed": lambda: pandas_failures(config, small),
+                "checks": lambda: run(frame, sha, None),
+                "fixed_checks": lambda: run(small, small_sha, None),
+            },
+            repeats,
+        )
+    gx, floor, fixed, floor_fixed, checks, fixed_checks = (
+        summarize(seconds[name]) for name in ("gx", "floor", "fixed", "floor_fixed", "checks", "fixed_checks")
+    )
     per_row_gx = max(gx["median"] - fixed["median"], 0.0)
     per_row_floor = max(floor["median"] - floor_fixed["median"], 1e-9)
     note = (

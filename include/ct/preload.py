@@ -92,6 +92,7 @@ PIPELINE_MODULES = (
     "include.ct.arrival",
     "include.ct.extract",
     "include.ct.validate",
+    "include.ct.data_docs",  # what validate renders each snapshot's Data Docs with
     "include.ct.drift",
     "include.ct.steps",
     "include.ct.train",

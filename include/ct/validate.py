@@ -44,7 +44,7 @@ GX_DATA_SOURCE = "landing"  # the in-memory data source each batch is validated 
 GX_DATA_SOURCE_TYPE = "ct_column_scoped_pandas"  # its GX type (``column_scoped_data_source``)
 SCOPED_COLUMN = "ct_scoped_column"  # compute-domain key naming the column a column rule reads
 FINGERPRINT_ATTR = "ct_fingerprint"  # frame attr that carries a batch's known fingerprint to GX
-DATA_DOCS_SITE = "ct"  # the GX Data Docs site each data version's report links to
+DATA_DOCS_STATIC_DIR = ".data_docs_static"  # under the reports: the one copy every site links to
 
 
 class DataValidationError(Exception):
@@ -232,43 +232,6 @@ def _describe(result: Any) -> RuleFailure:
     return RuleFailure(column, rule, f"{count} of {total} values break it {limits}, e.g. {examples[:5]}")
 
 
-def _share_data_docs_templates() -> None:
-    """GX 1.x recompiles every Data Docs template for every page (~0.3 s a batch): compile once.
-
-    Each GX view builds a fresh Jinja environment, which parses every template it renders. Views
-    of one class (and custom directories) now share the first one's environment, whose loaded
-    templates stay in memory for the process: their filters are the view's methods, which read
-    nothing but those directories. That environment also gets Jinja's file-system bytecode cache
-    (a private per-user directory, keyed by template source), so every later task process loads
-    the compiled templates instead of parsing them.
-    """
-    from great_expectations.render.view import view
-    from jinja2 import FileSystemBytecodeCache
-
-    if hasattr(view.DefaultJinjaView, "ct_environments"):
-        return
-    cache: FileSystemBytecodeCache | None
-    try:
-        cache = FileSystemBytecodeCache()
-    except (OSError, RuntimeError) as exc:  # no private temp dir: compile once per process
-        log.warning("Data Docs templates are compiled in every process: no bytecode cache (%s)", exc)
-        cache = None
-    environments: dict[tuple[Any, ...], Any] = {}
-    original = view.DefaultJinjaView.__init__
-
-    def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        key = (type(self), self.custom_styles_directory, self.custom_views_directory)
-        if key in environments:
-            self.env = environments[key]
-        else:
-            self.env.bytecode_cache = cache
-            environments[key] = self.env
-
-    view.DefaultJinjaView.__init__ = init  # type: ignore[method-assign]
-    view.DefaultJinjaView.ct_environments = environments  # type: ignore[attr-defined]
-
-
 def _configuration_memo() -> ContextVar[dict[int, tuple[Any, Any]] | None]:
     """Install, once per process, GX expectations' configuration built once per validation.
 
@@ -312,25 +275,6 @@ def _configurations_built_once() -> Iterator[None]:
         yield
     finally:
         memo.reset(token)
-
-
-def _render_data_docs(context: Any, result: Any) -> None:
-    """Store one batch's result and build its Data Docs pages, as GX's UpdateDataDocsAction does."""
-    from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.resource_identifiers import (
-        ExpectationSuiteIdentifier,
-        ValidationResultIdentifier,
-    )
-
-    run_id = RunIdentifier(run_time=datetime.now(UTC))
-    result.meta["run_id"] = run_id  # what a ValidationDefinition records, shown on the page
-    result.meta["validation_time"] = run_id.run_time
-    suite = ExpectationSuiteIdentifier(name=result.suite_name)
-    key = ValidationResultIdentifier(
-        expectation_suite_identifier=suite, run_id=run_id, batch_identifier=result.batch_id
-    )
-    context.validation_results_store.set(key, result)
-    context.build_data_docs(site_names=[DATA_DOCS_SITE], resource_identifiers=[key, suite])
 
 
 def _gx_view(config: PipelineConfig, frame: pd.DataFrame) -> pd.DataFrame:
@@ -428,6 +372,73 @@ def column_scoped_data_source() -> type:
     return ColumnScopedPandasDatasource
 
 
+class SuiteRunner:
+    """Runs the config's GX suite on batch after batch through one GX context.
+
+    The context, suite and Data Docs site are set up once for all the batches of a snapshot, and
+    the site is built once, after the last batch, with a page per batch: a site built per batch
+    kept only the last batch's page (GX drops pages whose results its context does not hold).
+    Batches are validated with ``Batch.validate``: a Checkpoint (with its validation definition)
+    adds nothing to an in-memory run but ~0.03 s a batch of checks that its stored copies are
+    current.
+    """
+
+    def __init__(
+        self, config: PipelineConfig, docs_dir: Path | None = None, shared_static_dir: Path | None = None
+    ) -> None:
+        self.config = config
+        self.context = ephemeral_context()
+        self.docs_dir = docs_dir
+        if docs_dir is not None:
+            from include.ct import data_docs
+
+            data_docs.add_site(self.context, docs_dir, shared_static_dir)
+        column_scoped_data_source()  # registers its add method on GX's data source manager
+        self.suite = self.context.suites.add(build_expectation_suite(config))
+        self.results: list[Any] = []  # kept for Data Docs: rule outcomes and examples, no rows
+
+    def validate(self, frame: pd.DataFrame, file: str, *, fingerprint: str | None = None) -> BatchReport:
+        """Run the suite on one batch and describe every failure.
+
+        ``fingerprint`` (the batch file's SHA-256) becomes the result's batch fingerprint;
+        without it GX hashes the frame. The batch's Data Docs page is named after ``file``.
+        """
+        data_source = getattr(self.context.data_sources, f"add_{GX_DATA_SOURCE_TYPE}")(GX_DATA_SOURCE)
+        batch_definition = data_source.add_dataframe_asset(file).add_batch_definition_whole_dataframe(file)
+        if fingerprint is None:
+            view = _gx_view(self.config, frame)
+        else:
+            view = frame.copy(deep=False)  # the attr is for GX's engine, not set on the caller's frame
+            view.attrs[FINGERPRINT_ATTR] = fingerprint
+        try:
+            batch = batch_definition.get_batch(batch_parameters={"dataframe": view})
+            with _configurations_built_once():
+                result = batch.validate(self.suite, result_format=RESULT_FORMAT)
+            del batch, view
+        finally:
+            # GX keeps its last context for the process, and through the data source's execution
+            # engine the whole batch: without this a snapshot's next batch, or the value-skew read
+            # after the last one, would share the task's memory with a batch already validated.
+            self.context.data_sources.delete(GX_DATA_SOURCE)
+        if self.docs_dir is not None:
+            self.results.append(result)
+        failures = [_describe(item) for item in result.results if not item.success]
+        return BatchReport(
+            file=file,
+            success=not failures,
+            rows=len(frame),
+            failures=failures,
+            expectations_run=len(result.results),
+        )
+
+    def build_data_docs(self) -> None:
+        """Render every batch validated so far into the Data Docs site, if there is one."""
+        if self.docs_dir is not None and self.results:
+            from include.ct import data_docs
+
+            data_docs.render(self.context, self.results)
+
+
 def validate_frame(
     config: PipelineConfig,
     frame: pd.DataFrame,
@@ -435,58 +446,18 @@ def validate_frame(
     docs_dir: Path | None = None,
     *,
     fingerprint: str | None = None,
+    shared_static_dir: Path | None = None,
 ) -> BatchReport:
     """Run the config's GX suite on one batch and describe every failure.
 
-    With ``docs_dir`` the result is also rendered as GX Data Docs there. ``fingerprint`` (the
-    batch file's SHA-256) becomes the result's batch fingerprint; without it GX hashes the frame.
-    The batch is validated with ``Batch.validate``: a Checkpoint (with its validation definition)
-    adds nothing to a one-off in-memory run but ~0.03 s of checks that its stored copies are
-    current.
+    With ``docs_dir`` the result is also rendered as GX Data Docs there, its static assets linked
+    from ``shared_static_dir`` when given (``data_docs.add_site``). ``fingerprint`` as in
+    ``SuiteRunner.validate``.
     """
-    context = ephemeral_context()
-    if docs_dir is not None:
-        _share_data_docs_templates()
-        context.add_data_docs_site(
-            site_name=DATA_DOCS_SITE,
-            site_config={
-                "class_name": "SiteBuilder",
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs_dir),
-                },
-            },
-        )
-    column_scoped_data_source()  # registers its add method on GX's data source manager
-    data_source = getattr(context.data_sources, f"add_{GX_DATA_SOURCE_TYPE}")(GX_DATA_SOURCE)
-    batch_definition = data_source.add_dataframe_asset(config.name).add_batch_definition_whole_dataframe(file)
-    suite = context.suites.add(build_expectation_suite(config))
-    if fingerprint is None:
-        view = _gx_view(config, frame)
-    else:
-        view = frame.copy(deep=False)  # the attr is for GX's engine, not set on the caller's frame
-        view.attrs[FINGERPRINT_ATTR] = fingerprint
-    try:
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": view})
-        with _configurations_built_once():
-            result = batch.validate(suite, result_format=RESULT_FORMAT)
-        del batch, view
-        if docs_dir is not None:
-            _render_data_docs(context, result)
-    finally:
-        # GX keeps its last context for the process, and through the data source's execution
-        # engine the whole batch: without this a snapshot's next batch, or the value-skew read
-        # after the last one, would share the task's memory with a batch already validated.
-        context.data_sources.delete(GX_DATA_SOURCE)
-    failures = [_describe(item) for item in result.results if not item.success]
-    return BatchReport(
-        file=file,
-        success=not failures,
-        rows=len(frame),
-        failures=failures,
-        expectations_run=len(result.results),
-    )
+    runner = SuiteRunner(config, docs_dir, shared_static_dir)
+    report = runner.validate(frame, file, fingerprint=fingerprint)
+    runner.build_data_docs()
+    return report
 
 
 def validate_snapshot(config: PipelineConfig, snapshot: Snapshot) -> ValidationOutcome:
@@ -498,6 +469,7 @@ def validate_snapshot(config: PipelineConfig, snapshot: Snapshot) -> ValidationO
         log.info("Data version %s was already accepted (retry): nothing to do", snapshot.data_version)
         return ValidationOutcome(snapshot.data_version, True, str(report_dir / "report.html"), batches=[])
 
+    runner = SuiteRunner(config, report_dir / "data_docs", paths.reports / DATA_DOCS_STATIC_DIR)
     reports: list[BatchReport] = []
     for index, batch in enumerate(snapshot.batches, start=1):
         if batch.read_error or not batch.part:
@@ -509,9 +481,7 @@ def validate_snapshot(config: PipelineConfig, snapshot: Snapshot) -> ValidationO
             )
         else:
             frame = pd.read_parquet(Path(snapshot.path) / batch.part)
-            report = validate_frame(
-                config, frame, batch.file, report_dir / "data_docs", fingerprint=batch.sha256
-            )
+            report = runner.validate(frame, batch.file, fingerprint=batch.sha256)
             del frame  # freed before the next batch is read, not after
         reports.append(report)
         log.info(
@@ -522,6 +492,7 @@ def validate_snapshot(config: PipelineConfig, snapshot: Snapshot) -> ValidationO
             "passed" if report.success else f"{len(report.failures)} failed",
             report.expectations_run,
         )
+    runner.build_data_docs()
 
     outcome = ValidationOutcome(
         snapshot.data_version,

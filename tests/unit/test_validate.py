@@ -14,6 +14,7 @@ from include.ct.config import PipelineConfig
 from include.ct.extract import accepted_versions, extract
 from include.ct.storage import pipeline_paths
 from include.ct.validate import (
+    BatchReport,
     DataValidationError,
     build_expectation_suite,
     column_scoped_data_source,
@@ -57,43 +58,6 @@ def test_good_batch_is_accepted_and_archived(churn: PipelineConfig) -> None:
     assert "data_docs/index.html" in (report_dir / "report.html").read_text()
     # A retry after acceptance changes nothing.
     assert validate_snapshot(churn, snapshot).success
-
-
-def test_data_docs_templates_are_compiled_once_for_every_process(churn: PipelineConfig) -> None:
-    from great_expectations.render.view.view import DefaultJinjaPageView, DefaultJinjaView
-    from jinja2 import FileSystemBytecodeCache
-
-    datagen.write_batch(churn, day=1, rows=300)
-    assert validate_snapshot(churn, extract(churn)).success
-    # Views of one class share one environment, whose parsed templates stay loaded.
-    page = DefaultJinjaPageView()
-    assert page.env is DefaultJinjaPageView().env
-    assert page.env.cache  # the first snapshot's pages loaded their templates into it
-    cache = page.env.bytecode_cache
-    assert isinstance(cache, FileSystemBytecodeCache)
-    cache.clear()  # files left by earlier runs prove nothing
-    DefaultJinjaView.ct_environments.clear()  # as a fresh task process starts: nothing loaded
-    datagen.write_batch(churn, day=2, rows=300)
-    assert validate_snapshot(churn, extract(churn)).success
-    # A later task process (a fresh fork) loads the compiled templates instead of parsing them.
-    assert list(pathlib.Path(cache.directory).glob("__jinja2_*.cache"))
-
-
-def test_a_batch_gets_data_docs_for_its_result_and_suite(
-    churn: PipelineConfig, tmp_path: pathlib.Path
-) -> None:
-    columns = [*churn.features, churn.target, *([churn.timestamp] if churn.timestamp else [])]
-    frame = datagen.churn_batch(300, day=1)[columns]
-    frame.loc[:1, "tenure_months"] = -4  # one failed rule, shown on the result's page
-    report = validate_frame(churn, frame, "day_0001.csv", tmp_path, fingerprint="cd" * 32)
-    assert not report.success
-    [result_page] = (tmp_path / "validations").rglob("*.html")
-    text = result_page.read_text()
-    assert "cd" * 32 in text  # the landed file's hash is the batch fingerprint
-    assert "tenure_months" in text
-    assert (tmp_path / "expectations" / f"{churn.name}_schema.html").exists()
-    index = (tmp_path / "index.html").read_text()
-    assert result_page.relative_to(tmp_path).as_posix() in index
 
 
 def test_configurations_built_once_change_no_result(
@@ -277,17 +241,18 @@ def test_a_known_fingerprint_replaces_gx_hashing_the_batch() -> None:
 def test_validate_snapshot_fingerprints_each_batch_by_its_file(
     churn: PipelineConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from include.ct import validate
+    from include.ct.validate import SuiteRunner
 
     seen: list[str | None] = []
-    original = validate.validate_frame
+    original = SuiteRunner.validate
 
-    def spy(*args: object, fingerprint: str | None = None, **kwargs: object) -> validate.BatchReport:
+    def spy(self: SuiteRunner, *args: object, fingerprint: str | None = None) -> BatchReport:
         seen.append(fingerprint)
-        return original(*args, fingerprint=fingerprint, **kwargs)  # type: ignore[arg-type]
+        return original(self, *args, fingerprint=fingerprint)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(validate, "validate_frame", spy)
-    datagen.write_batch(churn, rows=300)
+    monkeypatch.setattr(SuiteRunner, "validate", spy)
+    datagen.write_batch(churn, day=1, rows=300)
+    datagen.write_batch(churn, day=2, rows=300)
     snapshot = extract(churn)
     assert validate_snapshot(churn, snapshot).success
-    assert seen == [snapshot.batches[0].sha256]
+    assert seen == [batch.sha256 for batch in snapshot.batches]
