@@ -436,7 +436,8 @@ def section_validation(results: dict[str, Any]) -> list[str]:
     if not data:
         return lines + _missing("GX against pandas on 1M rows", "validation")
     lines += [
-        f"{data['rows']:,} clean churn rows. GX as the pipeline runs it (checkpoint + Data Docs): "
+        f"{data['rows']:,} clean churn rows, GX and pandas taking turns. GX as the pipeline runs it "
+        "(`Batch.validate` + Data Docs): "
         f"{fmt(data['gx_s'])} = {data['gx_rows_per_s']:,.0f} rows/s; "
         + (f"without Data Docs {fmt(data['gx_without_docs_s'])}; " if data.get("gx_without_docs_s") else "")
         + f"the same rules in plain pandas: {fmt(data['pandas_s'], 's', 3)} = "
