@@ -347,7 +347,7 @@ def column_scoped_data_source() -> type:
 
         def get_batch_data_and_markers(self, batch_spec: Any) -> tuple[Any, Any]:
             # GX fingerprints a frame by hashing every row of it. A landed batch has a fingerprint
-            # already, its file's SHA-256, which validate_frame hands over on the frame.
+            # already, its file's SHA-256, which SuiteRunner.validate hands over on the frame.
             # GX loads a batch twice (once for the Batch, again for its validator), so the attr
             # stays on the given frame and the engine works on a shallow copy without it.
             frame = batch_spec.batch_data if isinstance(batch_spec, RuntimeDataBatchSpec) else None
