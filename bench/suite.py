@@ -19,8 +19,8 @@ from bench.report import write_report
 # Run in this order: the floor, the orchestrated runs it is compared with, and the floor again
 # at the largest size, so the overhead is judged against a floor measured on both sides of the
 # orchestrated runs: a host whose speed drifts (a shared VM) shows as a gap between the two.
-# Validation runs 7 times: each run is a fraction of a second, and the pandas floor's median of 3
-# moved by a third between reports (two slow runs out of three).
+# Validation runs 11 times, GX and pandas taking turns: each run is a fraction of a second, and
+# the pandas floor's median of 3 moved by a third between reports (two slow runs out of three).
 FULL: dict[str, list[str]] = {
     "serving": ["serving"],
     "validation": ["validation", "--rows", "1000000", "--repeats", "11"],
