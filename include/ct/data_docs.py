@@ -34,7 +34,7 @@ STATIC_KEY = "static"  # first part of the store keys GX gives a site's static a
 class LinkedStaticAssetsBackend(TupleFilesystemStoreBackend):  # type: ignore[misc]
     """A site's file store whose static assets are hard links to one shared copy.
 
-    GX writes its static assets into a site on every build: ~20 ms a batch on the bench's host,
+    GX writes its static assets into a site on every build: 10-20 ms a batch on the bench's host,
     and 4 MB on disk for every data version. With ``shared_static_directory`` the first build
     writes each asset there once and every site gets a hard link to it: a site stays a folder of
     plain files (served, archived or copied like any other) and costs no extra space. Where a
