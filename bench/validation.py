@@ -160,9 +160,9 @@ def measure(rows: int, repeats: int) -> dict[str, Any]:
             },
             repeats,
         )
-    gx, floor, fixed, floor_fixed, checks, fixed_checks = (
-        summarize(seconds[name]) for name in ("gx", "floor", "fixed", "floor_fixed", "checks", "fixed_checks")
-    )
+    summary = {name: summarize(runs) for name, runs in seconds.items()}
+    gx, floor, fixed, floor_fixed = summary["gx"], summary["floor"], summary["fixed"], summary["floor_fixed"]
+    checks, fixed_checks = summary["checks"], summary["fixed_checks"]
     per_row_gx = max(gx["median"] - fixed["median"], 0.0)
     per_row_floor = max(floor["median"] - floor_fixed["median"], 1e-9)
     note = (
