@@ -143,7 +143,7 @@ class RuntimeSpec(_Strict):
     """Where the heavy steps (train, evaluate) run: in the Airflow worker, or in a container."""
 
     type: Literal["process", "docker"] = "process"
-    image: str = Field(default="ct-trainer:latest", description="trainer image (docker/trainer.Dockerfile)")
+    image: str = Field(default="airflow-ct:latest", description="image with this project (the Dockerfile)")
     docker_url: str = Field(default="unix://var/run/docker.sock", description="Docker engine to run it on")
     network_mode: str = Field(default="bridge", description="a network where MLflow is reachable")
     data_volume: str | None = Field(

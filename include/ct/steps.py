@@ -1,8 +1,8 @@
 """The heavy steps (train, evaluate) behind one entry point, run in the worker or in a container.
 
 A pipeline's ``runtime`` decides where: in-process, the operator calls ``run_step``; with
-``runtime: {type: docker}`` Airflow's DockerOperator runs the trainer image, whose entry point is
-this module's CLI. Request and result travel as small JSON files in artifact storage, so both
+``runtime: {type: docker}`` Airflow's DockerOperator runs this module's CLI in the project's
+image. Request and result travel as small JSON files in artifact storage, so both
 paths execute the same code on the same inputs and return the same XCom.
 
     python -m include.ct.steps train --pipeline churn --request R.json --result OUT.json

@@ -1,9 +1,10 @@
-"""Where a heavy step runs: in this worker, or in the trainer image through the DockerOperator.
+"""Where a heavy step runs: in this worker, or in a container of the project image (DockerOperator).
 
 With ``runtime: {type: docker}`` the step runs ``python -m include.ct.steps`` in a container of
-``runtime.image``: the request and result are JSON files in artifact storage (mounted at the same
-path inside), the container's log streams into the task log, and a non-zero exit fails the task
-with that log. Everything else is the same code as in-process (``include.ct.steps.run_step``).
+``runtime.image`` (the project's image by default, the one every compose service runs): the
+request and result are JSON files in artifact storage (mounted at the same path inside), the
+container's log streams into the task log, and a non-zero exit fails the task with that log.
+Everything else is the same code as in-process (``include.ct.steps.run_step``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ PASSED_ENV = (
     "MLFLOW_S3_ENDPOINT_URL",
     "AWS_DEFAULT_REGION",
 )
+# The image's own entry point runs Airflow; the step CLI is the same in every image of the project.
+STEP_ENTRYPOINT = ("python", "-m", "include.ct.steps")
 PRIVATE_ENV = (
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
@@ -48,7 +51,7 @@ def run_heavy_step(
 def container_operator(
     task_id: str, config: Any, step: str, request_path: str, result_path: str
 ) -> BaseOperator:
-    """The DockerOperator that runs one step of ``config`` in its trainer image."""
+    """The DockerOperator that runs one step of ``config`` in its runtime image."""
     from airflow.providers.docker.operators.docker import DockerOperator
     from docker.types import Mount
 
@@ -70,6 +73,7 @@ def container_operator(
     return DockerOperator(
         task_id=task_id,
         image=runtime.image,
+        entrypoint=list(STEP_ENTRYPOINT),
         command=[step, "--pipeline", config.name, "--request", request_path, "--result", result_path],
         docker_url=runtime.docker_url,
         network_mode=runtime.network_mode,

@@ -1,9 +1,9 @@
-"""A local Docker engine and the trainer image for container tests.
+"""A local Docker engine and the project's images for container tests.
 
 Uses a running engine, or starts ``dockerd`` (root only) and stops it again at the end of the
-session. Images are built locally: the base from the Debian mirror apt uses
-(docker/build_base_image.sh), the trainer from docker/trainer.Dockerfile; both are cached by
-the engine, so later runs rebuild only what changed.
+session. The project's image is built from the Dockerfile on its real base when a registry
+serves it, else on a Debian base made from the mirror apt uses (docker/build_base_image.sh);
+the engine caches layers, so later runs rebuild only what changed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 from tests.helpers.fixtures import REPO_ROOT
 
 BASE_IMAGE = "ct-base:bookworm"
+# The base the Dockerfile names; used whenever a registry serves it.
+PYTHON_BASE_IMAGE = "python:3.11-slim-bookworm"
 
 
 def _engine_answers() -> bool:
@@ -59,22 +61,52 @@ def docker_engine(log: Path) -> Iterator[str | None]:
             process.kill()
 
 
-def build_trainer_image(tag: str) -> None:
-    """Build the base image if missing, then the trainer image (layers cached by the engine)."""
-    subprocess.run(
-        ["bash", str(REPO_ROOT / "docker/build_base_image.sh"), BASE_IMAGE], check=True, timeout=1800
+def image_exists(tag: str) -> bool:
+    return (
+        subprocess.run(
+            ["docker", "image", "inspect", tag], capture_output=True, timeout=60, check=False
+        ).returncode
+        == 0
     )
+
+
+def pull(tag: str) -> bool:
+    """Pull ``tag`` from its registry; False at once where no registry answers."""
+    if image_exists(tag):
+        return True
+    return (
+        subprocess.run(
+            ["docker", "pull", "-q", tag], capture_output=True, timeout=300, check=False
+        ).returncode
+        == 0
+    )
+
+
+def build(tag: str, dockerfile: Path, context: Path, build_args: dict[str, str] | None = None) -> None:
+    """``docker build`` with the classic builder (no buildx here) and the host's network for pip/apt."""
+    args = [arg for key, value in (build_args or {}).items() for arg in ("--build-arg", f"{key}={value}")]
     done = subprocess.run(
-        [
-            "docker", "build", "--network", "host",
-            "-f", str(REPO_ROOT / "docker/trainer.Dockerfile"),
-            "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-            "-t", tag, str(REPO_ROOT),
-        ],
+        ["docker", "build", "--network", "host", "-f", str(dockerfile), *args, "-t", tag, str(context)],
         env={**os.environ, "DOCKER_BUILDKIT": "0"},
         capture_output=True,
         text=True,
         timeout=1800,
         check=False,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+
+
+def local_base_image() -> str:
+    """The Debian base the local stand-ins build on, made with debootstrap if missing."""
+    subprocess.run(
+        ["bash", str(REPO_ROOT / "docker/build_base_image.sh"), BASE_IMAGE], check=True, timeout=1800
+    )
+    return BASE_IMAGE
+
+
+def build_project_image(tag: str) -> str:
+    """Build the project's image (Dockerfile) on its real base where a registry answers, else on
+    the debootstrap base; returns the base used. Layers are cached by the engine."""
+    base = PYTHON_BASE_IMAGE if pull(PYTHON_BASE_IMAGE) else local_base_image()
+    build(tag, REPO_ROOT / "Dockerfile", REPO_ROOT, {"BASE_IMAGE": base})
+    return base

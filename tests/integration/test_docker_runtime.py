@@ -1,4 +1,4 @@
-"""The container runtime: train and evaluate run in the locally built trainer image through the
+"""The container runtime: train and evaluate run in the locally built project image through the
 DockerOperator, on a real Docker engine; the rest of the DAG is unchanged."""
 
 from __future__ import annotations
@@ -14,25 +14,25 @@ from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.steps import exchange_paths
 from tests.helpers.airflow_runs import run_dag
-from tests.helpers.docker_engine import build_trainer_image, docker_engine
+from tests.helpers.docker_engine import build_project_image, docker_engine
 from tests.helpers.fixtures import REPO_ROOT, MlflowServer, copy_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
 
-IMAGE = "ct-trainer:test"
+IMAGE = "airflow-ct:test"
 RUNTIME = """runtime:
   type: docker
-  image: ct-trainer:test
+  image: airflow-ct:test
   network_mode: host        # MLflow listens on 127.0.0.1 in this test
 """
 
 
 @pytest.fixture(scope="module")
-def trainer_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def project_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with docker_engine(tmp_path_factory.mktemp("dockerd") / "dockerd.log") as unavailable:
         if unavailable:
             pytest.skip(f"Docker runtime not tested: {unavailable}")
-        build_trainer_image(IMAGE)
+        build_project_image(IMAGE)
         yield IMAGE
 
 
@@ -52,11 +52,11 @@ def boxed_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return "boxed"
 
 
-def test_train_and_evaluate_run_in_the_trainer_container(
-    trainer_image: str, boxed_pipeline: str, mlflow_server: MlflowServer, data_dir: Path
+def test_train_and_evaluate_run_in_a_container_of_the_project_image(
+    project_image: str, boxed_pipeline: str, mlflow_server: MlflowServer, data_dir: Path
 ) -> None:
     config = find_pipeline_config(boxed_pipeline)
-    assert config.runtime.type == "docker" and config.runtime.image == trainer_image
+    assert config.runtime.type == "docker" and config.runtime.image == project_image
     datagen.write_batch(config, rows=2000)
 
     result = run_dag("ct_boxed", {"reason": "container runtime"})
@@ -76,7 +76,7 @@ def test_train_and_evaluate_run_in_the_trainer_container(
 
 
 def test_a_failing_step_surfaces_the_exit_code_and_the_containers_log(
-    trainer_image: str, boxed_pipeline: str, mlflow_server: MlflowServer, data_dir: Path, tmp_path: Path
+    project_image: str, boxed_pipeline: str, mlflow_server: MlflowServer, data_dir: Path, tmp_path: Path
 ) -> None:
     from airflow.providers.docker.exceptions import DockerContainerFailedException
 
