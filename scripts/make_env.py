@@ -13,6 +13,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FERNET = {"AIRFLOW_FERNET_KEY"}
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+
+
+def machine_value(key: str) -> str | None:
+    """Settings read off this machine rather than generated; None when not a machine setting."""
+    if key == "DOCKER_GID":  # the socket's group, for the docker-runtime override
+        return str(DOCKER_SOCKET.stat().st_gid) if DOCKER_SOCKET.exists() else ""
+    return None
 
 
 def fresh_value(key: str) -> str:
@@ -39,6 +47,8 @@ def main(argv: list[str]) -> int:
             lines.append(f"{key}={existing[key]}")
         elif value.split("#")[0].strip():
             lines.append(line)
+        elif (found := machine_value(key)) is not None:
+            lines.append(f"{key}={found}")
         else:
             lines.append(f"{key}={fresh_value(key)}")
             generated.append(key)
