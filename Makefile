@@ -10,7 +10,7 @@ export SSL_CERT_FILE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 export PYTHONPATH := $(CURDIR)
 export CT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install system-deps lock lint format test test-fast run data serve bench bench-quick simulate env trainer-image clean help
+.PHONY: install system-deps lock lint format test test-fast compose-e2e run data serve bench bench-quick simulate env image clean help
 
 help:
 	@echo "make run    start Airflow, MLflow, the prediction service and seed a first batch"
@@ -21,7 +21,8 @@ help:
 	@echo "make simulate  replay DAYS (60) of drifting data through the real pipeline -> bench/simulation.md"
 	@echo "make lock   re-resolve requirements.txt into requirements.lock"
 	@echo "make env    write .env for docker compose with fresh secrets"
-	@echo "make trainer-image  build the image runtime: docker pipelines train in"
+	@echo "make image  build the project image airflow-ct:latest (BASE_IMAGE=... to change the base)"
+	@echo "make compose-e2e  start docker-compose.yaml for real and run the churn pipeline through it"
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }
@@ -38,15 +39,13 @@ $(VENV)/.installed: requirements.lock Makefile | $(PY)
 
 install: $(VENV)/.installed  ## build .venv from the lock file (idempotent)
 
-# Docker engine, debootstrap and docker-compose for the container tests (apt, as root; else skipped).
+# Docker engine, debootstrap, docker-compose and the compose plugin for the container tests (root).
 system-deps:
 	@bash scripts/install_system_deps.sh
 
 lock: | $(PY)
 	@test -x $(UV) || $(PY) -m pip install --quiet "uv==$(UV_VERSION)"
 	$(UV) pip compile --python-version 3.11 requirements.txt -o requirements.lock
-	$(UV) pip compile --python-version 3.11 docker/trainer-requirements.txt -c requirements.lock \
-	  -o docker/trainer-requirements.lock
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -62,6 +61,11 @@ test: lint system-deps
 
 test-fast: install
 	$(PY) -m pytest -m "not integration and not e2e"
+
+# docker-compose.yaml really started: builds the project image (and local stand-ins for images
+# no registry serves), then up, a promoting run, a scheduler restart mid-run, down + up, Celery.
+compose-e2e: install system-deps
+	$(PY) -m pytest -s -m compose --timeout 3600 tests/e2e/test_compose_stack.py
 
 run: install
 	bash scripts/run_local.sh
@@ -94,10 +98,11 @@ simulate: install
 env: install
 	$(PY) scripts/make_env.py
 
-# The image `runtime: docker` pipelines run train/evaluate in (BASE_IMAGE=... to change the base).
-trainer-image:
-	docker build -f docker/trainer.Dockerfile $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
-	  -t ct-trainer:latest .
+# The project's one image (Airflow, MLflow, serving, `runtime: docker` steps). Without a registry:
+# BASE_IMAGE=ct-base:bookworm after `bash docker/build_base_image.sh` (debootstrap, as root).
+image:
+	DOCKER_BUILDKIT=0 docker build --network host $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+	  -t airflow-ct:latest .
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache
