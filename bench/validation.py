@@ -22,8 +22,7 @@ import pandas as pd
 
 from bench.measure import summarize, write_result
 from include.ct.config import PipelineConfig, find_pipeline_config
-from include.ct.storage import file_sha256
-from include.ct.validate import DATA_DOCS_STATIC_DIR, FINITE_RULE, build_expectation_suite, validate_frame
+from include.ct.validate import FINITE_RULE, build_expectation_suite, validate_frame
 
 PIPELINE = "churn"
 
@@ -93,13 +92,6 @@ def pandas_failures(config: PipelineConfig, frame: pd.DataFrame) -> set[tuple[st
     return failures
 
 
-def landed_fingerprint(frame: pd.DataFrame, directory: Path) -> str:
-    """The SHA-256 of ``frame`` landed as a Parquet file, which extract computes for every batch."""
-    path = directory / "bench.parquet"
-    frame.to_parquet(path)
-    return file_sha256(path)
-
-
 def gx_failures(
     config: PipelineConfig, frame: pd.DataFrame, docs_dir: Path | None = None
 ) -> set[tuple[str, str]]:
@@ -133,30 +125,24 @@ def measure(rows: int, repeats: int) -> dict[str, Any]:
     frame = churn_frame(config, rows)
     small = frame.head(FIXED_ROWS).copy()
     with tempfile.TemporaryDirectory(prefix="ct-bench-docs-") as parent:
-        # The pipeline hands GX each batch's file hash as its fingerprint (validate_snapshot).
-        sha, small_sha = (landed_fingerprint(f, Path(tempfile.mkdtemp(dir=parent))) for f in (frame, small))
 
         def docs() -> Path:  # a fresh site per run, as each data version gets in the pipeline
             return Path(tempfile.mkdtemp(dir=parent))
 
-        static = Path(parent) / DATA_DOCS_STATIC_DIR  # the assets every site links to, as in the pipeline
-
-        def run(batch: pd.DataFrame, fingerprint: str, docs_dir: Path | None) -> None:
-            validate_frame(
-                config, batch, "bench.parquet", docs_dir, fingerprint=fingerprint, shared_static_dir=static
-            )
+        def run(batch: pd.DataFrame, docs_dir: Path | None) -> None:
+            validate_frame(config, batch, "bench.parquet", docs_dir)
 
         gx_failures(config, small, docs())  # imports and first-use costs are not throughput
         if pandas_failures(config, frame) or gx_failures(config, small):
             raise RuntimeError("the benchmark batch should be clean")
         seconds = _interleaved(
             {
-                "gx": lambda: run(frame, sha, docs()),
+                "gx": lambda: run(frame, docs()),
                 "floor": lambda: pandas_failures(config, frame),
-                "fixed": lambda: run(small, small_sha, docs()),
+                "fixed": lambda: run(small, docs()),
                 "floor_fixed": lambda: pandas_failures(config, small),
-                "checks": lambda: run(frame, sha, None),
-                "fixed_checks": lambda: run(small, small_sha, None),
+                "checks": lambda: run(frame, None),
+                "fixed_checks": lambda: run(small, None),
             },
             repeats,
         )
@@ -190,28 +176,15 @@ def measure(rows: int, repeats: int) -> dict[str, Any]:
 
 FIXED_ROWS = 1000
 PROFILE_NOTE = (
-    "Profile (cProfile, GX 1.24.1): the fixed part, timed step by step on 1,000 rows (AMD EPYC, "
-    "2026-12-04, medians of 21): ~9 ms setting up the ephemeral context, Data Docs site and suite"
-    " (serialised into GX's in-memory store, from which the suite's page is rendered), ~46 ms "
-    "validating (building the metric graph of the 19 expectations: GX builds ~440 metric "
-    "configurations, each with an id derived by serialising its kwargs to JSON, and recreates "
-    "expectations from their configurations ~10 times each), ~7 ms storing the result (as JSON, "
-    "which the site builder reads back) and ~31 ms building the site (three pages and the index)."
-    " Removed from it by validate.py and data_docs.py: a Checkpoint and its validation "
-    "definition, which re-serialised themselves to check that their stored copies were current "
-    "(~30 ms; the batch goes through Batch.validate); the ephemeral context's YAML copy of its "
-    "project config, written on every data source change and never read (~20 ms); GX rebuilding "
-    "each expectation's configuration from its pydantic fields ~80 times per expectation during a"
-    " validation (~30 ms; built once per expectation object inside the call); 4 MB of static "
-    "assets copied into every Data Docs site (~10-20 ms; hard links to one copy); Data Docs "
-    "templates parsed for every page (one Jinja environment per view class, compiled templates "
-    "cached on disk); the suite built one rule at a time (add_expectation compared each rule with"
-    " all earlier ones); GX hashing every row for the batch fingerprint (the landed file's "
-    "SHA-256 is handed over); and GX's pandas engine copying the whole frame through a column's "
-    "non-null mask for every range and value-set rule on a nullable column (rules scoped to their"
-    " column). The per-row part is GX's map rules: each computes its mask, counts it and collects"
-    " its unexpected examples, where the floor only counts. What is left of the fixed part is "
-    "GX's bookkeeping per expectation and its Data Docs renderer."
+    "GX runs through its public API only (an ephemeral context, a pandas data source, "
+    "Batch.validate, a SiteBuilder on a file store), as GX ships it. Its fixed part per batch is "
+    "setting up the context, suite and Data Docs site; building the metric graph of the suite "
+    "(a metric configuration per rule and domain, each with an id derived from its kwargs); "
+    "storing the result; and rendering the site (result, suite and index pages, its static "
+    "assets copied into every site). Its per-row part is its map rules: each computes its mask, "
+    "counts it and collects its unexpected examples, where the floor only counts; GX also hashes "
+    "every row for the batch fingerprint, and filters a nullable column's rule domain through "
+    "its non-null mask."
 )
 
 

@@ -6,20 +6,16 @@ the offending batch goes to quarantine with a human-readable report and nothing 
 
 from __future__ import annotations
 
-import functools
 import html
 import json
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -40,11 +36,7 @@ BOOLEAN_TYPES = ["bool", "boolean"]
 # pandas 3 ``str`` columns alike (GX type names match neither reliably).
 RESULT_FORMAT: dict[str, Any] = {"result_format": "BASIC", "partial_unexpected_count": 5}
 FINITE_RULE = "ct_finite"  # meta flag of the expectation that rejects +-inf
-GX_DATA_SOURCE = "landing"  # the in-memory data source each batch is validated through
-GX_DATA_SOURCE_TYPE = "ct_column_scoped_pandas"  # its GX type (``column_scoped_data_source``)
-SCOPED_COLUMN = "ct_scoped_column"  # compute-domain key naming the column a column rule reads
-FINGERPRINT_ATTR = "ct_fingerprint"  # frame attr that carries a batch's known fingerprint to GX
-DATA_DOCS_STATIC_DIR = ".data_docs_static"  # under the reports: the one copy every site links to
+GX_DATA_SOURCE = "landing"  # the in-memory pandas data source each batch is validated through
 
 
 class DataValidationError(Exception):
@@ -99,18 +91,12 @@ def _type_list(spec: FeatureSpec) -> list[str] | None:
 
 
 def ephemeral_context() -> Any:
-    """A fresh in-memory GX context without analytics, progress bars or YAML round trips.
-
-    An ephemeral context keeps its project config in memory, and GX also writes a YAML copy of
-    it to an in-memory store on every data source or Data Docs site change: a copy nothing reads
-    back, ~4 ms each and five per validated batch. This context skips writing that copy.
-    """
+    """A fresh in-memory GX context without analytics or progress bars (task logs stay readable)."""
     import great_expectations as gx
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    context.variables.save = lambda: None  # the config itself stays in context.variables.config
     return context
 
 
@@ -232,146 +218,6 @@ def _describe(result: Any) -> RuleFailure:
     return RuleFailure(column, rule, f"{count} of {total} values break it {limits}, e.g. {examples[:5]}")
 
 
-def _configuration_memo() -> ContextVar[dict[int, tuple[Any, Any]] | None]:
-    """Install, once per process, GX expectations' configuration built once per validation.
-
-    GX rebuilds an expectation's configuration from its pydantic fields on every read, and reads
-    it ~80 times per expectation while it validates a batch (per key of its domain, success and
-    runtime kwargs): ~0.03 s a batch for the churn suite's 19 rules. Inside
-    ``_configurations_built_once`` each expectation object's configuration is built on its first
-    read and reused; elsewhere GX's property runs unchanged. GX creates these objects from the
-    suite's configurations as it validates and copies a configuration before changing it.
-    """
-    from great_expectations.expectations.expectation import Expectation
-
-    installed = Expectation.__dict__["configuration"]
-    memo: ContextVar[dict[int, tuple[Any, Any]] | None] | None = getattr(installed.fget, "ct_memo", None)
-    if memo is not None:  # already installed (this module was imported afresh in a preloaded fork)
-        return memo
-    memo = ContextVar("ct_expectation_configurations", default=None)
-    build = installed.fget
-
-    def configuration(self: Any) -> Any:
-        built = memo.get()
-        if built is None:
-            return build(self)
-        entry = built.get(id(self))
-        if entry is None or entry[0] is not self:  # kept alive with its entry: ids are not reused
-            entry = built[id(self)] = (self, build(self))
-        return entry[1]
-
-    configuration.ct_memo = memo  # type: ignore[attr-defined]
-    configuration.__doc__ = build.__doc__
-    Expectation.configuration = property(configuration)  # type: ignore[method-assign,assignment]
-    return memo
-
-
-@contextmanager
-def _configurations_built_once() -> Iterator[None]:
-    """Within this block, each GX expectation object builds its configuration once (see above)."""
-    memo = _configuration_memo()
-    token = memo.set({})
-    try:
-        yield
-    finally:
-        memo.reset(token)
-
-
-def _gx_view(config: PipelineConfig, frame: pd.DataFrame) -> pd.DataFrame:
-    """The batch as GX hashes it: text category columns dictionary-encoded, values unchanged.
-
-    Without a known fingerprint GX hashes the whole batch, and on Arrow text columns that hash
-    was most of its per-row cost (1M churn rows: 0.31 s with the encoding, its own cost
-    included, against 0.44-0.54 s without). With a fingerprint the encoding costs more than it
-    saves (0.184 s against 0.163 s). Only category features without a range are encoded (their
-    only rules are value set and nulls, which hold the same); other columns reach GX as they came.
-    """
-    import pyarrow as pa
-
-    if not frame.columns.is_unique:
-        return frame
-    encoded = {
-        name: pa.array(frame[name]).dictionary_encode().to_pandas().set_axis(frame.index)
-        for name, spec in config.features.items()
-        if spec.type == "category"
-        and spec.min is None
-        and spec.max is None
-        and name in frame.columns
-        and isinstance(frame[name].dtype, pd.StringDtype)
-    }
-    return frame.assign(**encoded) if encoded else frame
-
-
-@functools.cache
-def column_scoped_data_source() -> type:
-    """A GX pandas data source whose engine gives each column rule its own column, not the batch.
-
-    GX's pandas engine hands a column rule the whole batch, and each range or value-set rule on a
-    column with nulls filters all of it through that column's non-null mask: two copies of every
-    column per such rule, so the cost grows with width times nullable columns (the scale bench's
-    24 features, six nullable: 1M rows in 1.06-1.20 s instead of 1.32-1.58 s). Scoped to the
-    rule's column, the copy is that column alone. The results are the same: no rule of the
-    suite, at its BASIC result format, reads another column.
-    """
-    from great_expectations.core.batch import BatchMarkers
-    from great_expectations.core.batch_spec import RuntimeDataBatchSpec
-    from great_expectations.datasource.fluent import PandasDatasource
-    from great_expectations.datasource.fluent.sources import DataSourceManager
-    from great_expectations.execution_engine import PandasExecutionEngine
-    from great_expectations.execution_engine.pandas_batch_data import PandasBatchData
-
-    if GX_DATA_SOURCE_TYPE in DataSourceManager.type_lookup:
-        # Registered once per process: this module was imported afresh (edited in a preloaded fork).
-        registered: type = DataSourceManager.type_lookup[GX_DATA_SOURCE_TYPE]
-        return registered
-
-    class ColumnScopedPandasEngine(PandasExecutionEngine):  # type: ignore[misc]
-        def get_domain_records(self, domain_kwargs: dict[str, Any]) -> pd.DataFrame:
-            records = super().get_domain_records(domain_kwargs)
-            column = domain_kwargs.get("column", domain_kwargs.get(SCOPED_COLUMN))
-            if column is None or not records.columns.is_unique or column not in records.columns:
-                return records
-            return records[column].to_frame()
-
-        def get_compute_domain(
-            self, domain_kwargs: dict[str, Any], domain_type: Any, accessor_keys: Any = None
-        ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
-            # GX moves a column rule's column from the compute domain to the accessor, and the
-            # rule's unexpected-values metric reads the compute domain again: the whole batch,
-            # filtered through the column's non-null mask. Marked there, that read is scoped too
-            # (under a key of its own: GX merges the compute and accessor kwargs elsewhere).
-            records, compute, accessor = super().get_compute_domain(domain_kwargs, domain_type, accessor_keys)
-            if "column" in domain_kwargs and "column" in accessor:
-                compute = {**compute, SCOPED_COLUMN: accessor["column"]}
-            return records, compute, accessor
-
-        def get_batch_data_and_markers(self, batch_spec: Any) -> tuple[Any, Any]:
-            # GX fingerprints a frame by hashing every row of it. A landed batch has a fingerprint
-            # already, its file's SHA-256, which SuiteRunner.validate hands over on the frame.
-            # GX loads a batch twice (once for the Batch, again for its validator), so the attr
-            # stays on the given frame and the engine works on a shallow copy without it.
-            frame = batch_spec.batch_data if isinstance(batch_spec, RuntimeDataBatchSpec) else None
-            if not isinstance(frame, pd.DataFrame) or FINGERPRINT_ATTR not in frame.attrs:
-                return super().get_batch_data_and_markers(batch_spec)  # type: ignore[no-any-return]
-            markers = BatchMarkers(
-                {
-                    "ge_load_time": datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ"),
-                    "pandas_data_fingerprint": frame.attrs[FINGERPRINT_ATTR],
-                }
-            )
-            frame = frame.copy(deep=False)
-            del frame.attrs[FINGERPRINT_ATTR]
-            batch_spec.batch_data = "PandasDataFrame"
-            frame = self._apply_partitioning_and_sampling_methods(batch_spec, frame)
-            return PandasBatchData(execution_engine=self, dataframe=frame), markers
-
-    class ColumnScopedPandasDatasource(PandasDatasource):  # type: ignore[misc]
-        type: Literal["ct_column_scoped_pandas"] = "ct_column_scoped_pandas"
-        execution_engine_override = ColumnScopedPandasEngine
-
-    return ColumnScopedPandasDatasource
-
-
 class SuiteRunner:
     """Runs the config's GX suite on batch after batch through one GX context.
 
@@ -379,42 +225,28 @@ class SuiteRunner:
     the site is built once, after the last batch, with a page per batch: a site built per batch
     kept only the last batch's page (GX drops pages whose results its context does not hold).
     Batches are validated with ``Batch.validate``: a Checkpoint (with its validation definition)
-    adds nothing to an in-memory run but ~0.03 s a batch of checks that its stored copies are
-    current.
+    would only add checks that its stored copies are current, which an in-memory run has none of.
     """
 
-    def __init__(
-        self, config: PipelineConfig, docs_dir: Path | None = None, shared_static_dir: Path | None = None
-    ) -> None:
+    def __init__(self, config: PipelineConfig, docs_dir: Path | None = None) -> None:
         self.config = config
         self.context = ephemeral_context()
         self.docs_dir = docs_dir
         if docs_dir is not None:
             from include.ct import data_docs
 
-            data_docs.add_site(self.context, docs_dir, shared_static_dir)
-        column_scoped_data_source()  # registers its add method on GX's data source manager
+            data_docs.add_site(self.context, docs_dir)
         self.suite = self.context.suites.add(build_expectation_suite(config))
         self.results: list[Any] = []  # kept for Data Docs: rule outcomes and examples, no rows
 
-    def validate(self, frame: pd.DataFrame, file: str, *, fingerprint: str | None = None) -> BatchReport:
-        """Run the suite on one batch and describe every failure.
-
-        ``fingerprint`` (the batch file's SHA-256) becomes the result's batch fingerprint;
-        without it GX hashes the frame. The batch's Data Docs page is named after ``file``.
-        """
-        data_source = getattr(self.context.data_sources, f"add_{GX_DATA_SOURCE_TYPE}")(GX_DATA_SOURCE)
+    def validate(self, frame: pd.DataFrame, file: str) -> BatchReport:
+        """Run the suite on one batch and describe every failure; its Data Docs page is ``file``."""
+        data_source = self.context.data_sources.add_pandas(GX_DATA_SOURCE)
         batch_definition = data_source.add_dataframe_asset(file).add_batch_definition_whole_dataframe(file)
-        if fingerprint is None:
-            view = _gx_view(self.config, frame)
-        else:
-            view = frame.copy(deep=False)  # the attr is for GX's engine, not set on the caller's frame
-            view.attrs[FINGERPRINT_ATTR] = fingerprint
         try:
-            batch = batch_definition.get_batch(batch_parameters={"dataframe": view})
-            with _configurations_built_once():
-                result = batch.validate(self.suite, result_format=RESULT_FORMAT)
-            del batch, view
+            batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+            result = batch.validate(self.suite, result_format=RESULT_FORMAT)
+            del batch
         finally:
             # GX keeps its last context for the process, and through the data source's execution
             # engine the whole batch: without this a snapshot's next batch, or the value-skew read
@@ -440,22 +272,14 @@ class SuiteRunner:
 
 
 def validate_frame(
-    config: PipelineConfig,
-    frame: pd.DataFrame,
-    file: str,
-    docs_dir: Path | None = None,
-    *,
-    fingerprint: str | None = None,
-    shared_static_dir: Path | None = None,
+    config: PipelineConfig, frame: pd.DataFrame, file: str, docs_dir: Path | None = None
 ) -> BatchReport:
     """Run the config's GX suite on one batch and describe every failure.
 
-    With ``docs_dir`` the result is also rendered as GX Data Docs there, its static assets linked
-    from ``shared_static_dir`` when given (``data_docs.add_site``). ``fingerprint`` as in
-    ``SuiteRunner.validate``.
+    With ``docs_dir`` the result is also rendered as GX Data Docs there.
     """
-    runner = SuiteRunner(config, docs_dir, shared_static_dir)
-    report = runner.validate(frame, file, fingerprint=fingerprint)
+    runner = SuiteRunner(config, docs_dir)
+    report = runner.validate(frame, file)
     runner.build_data_docs()
     return report
 
@@ -469,7 +293,7 @@ def validate_snapshot(config: PipelineConfig, snapshot: Snapshot) -> ValidationO
         log.info("Data version %s was already accepted (retry): nothing to do", snapshot.data_version)
         return ValidationOutcome(snapshot.data_version, True, str(report_dir / "report.html"), batches=[])
 
-    runner = SuiteRunner(config, report_dir / "data_docs", paths.reports / DATA_DOCS_STATIC_DIR)
+    runner = SuiteRunner(config, report_dir / "data_docs")
     reports: list[BatchReport] = []
     for index, batch in enumerate(snapshot.batches, start=1):
         if batch.read_error or not batch.part:
@@ -481,7 +305,7 @@ def validate_snapshot(config: PipelineConfig, snapshot: Snapshot) -> ValidationO
             )
         else:
             frame = pd.read_parquet(Path(snapshot.path) / batch.part)
-            report = runner.validate(frame, batch.file, fingerprint=batch.sha256)
+            report = runner.validate(frame, batch.file)
             del frame  # freed before the next batch is read, not after
         reports.append(report)
         log.info(
