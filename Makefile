@@ -10,12 +10,13 @@ export SSL_CERT_FILE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 export PYTHONPATH := $(CURDIR)
 export CT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install system-deps lock lint format test test-fast compose-e2e run data serve bench bench-quick simulate env image clean help
+.PHONY: install system-deps lock lint format docs docs-check test test-fast compose-e2e run data serve bench bench-quick simulate env image clean help
 
 help:
 	@echo "make run    start Airflow, MLflow, the prediction service and seed a first batch"
 	@echo "make serve  start only the prediction service (MLFLOW_TRACKING_URI, CT_SERVING_PORT)"
-	@echo "make test   install everything and run lint + the whole test suite"
+	@echo "make test   install everything and run lint, the docs build + the whole test suite"
+	@echo "make docs   build the docs site into site/ (mkdocs-material)"
 	@echo "make data   drop the next day's churn batch into the landing zone"
 	@echo "make bench  run every benchmark -> bench/report.md (bench-quick: a smoke run)"
 	@echo "make simulate  replay DAYS (60) of drifting data through the real pipeline -> bench/simulation.md"
@@ -56,7 +57,15 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint system-deps
+# The docs site (mkdocs-material) into site/; docs-check builds it with --strict into a temp folder.
+export NO_MKDOCS_2_WARNING := 1
+docs: install
+	$(VENV)/bin/mkdocs build --strict -d site
+
+docs-check: install
+	@tmp=$$(mktemp -d) && $(VENV)/bin/mkdocs build --strict -q -d $$tmp; rc=$$?; rm -rf $$tmp; exit $$rc
+
+test: lint docs-check system-deps
 	$(PY) -m pytest
 
 test-fast: install
