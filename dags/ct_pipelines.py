@@ -204,8 +204,8 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             registered=register.output,
             trained=train.output,
             decision=evaluate.output,
-            doc_md="Move `champion` to the new version, have the prediction service (`CT_SERVING_URL`) "
-            "reload and report it, compare its HTTP answers on held-out rows with the offline "
+            doc_md="Move `champion` to the new version, have the prediction service (connection "
+            "`ct_serving`) reload and report it, compare its HTTP answers on held-out rows with the offline "
             f"predictions and check p95 latency under {config.deploy.latency_p95_ms} ms. Any "
             "failure moves the alias back and records the reason on the version.",
         )

@@ -30,7 +30,6 @@ export CT_MLFLOW_UI_URL=${CT_MLFLOW_UI_URL:-http://localhost:$MLFLOW_PORT}
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
 export GX_ANALYTICS_ENABLED=false
 mkdir -p "$RUN_DIR/mlflow" "$AIRFLOW_HOME" "$CT_DATA_DIR"
-"$BIN/python" -m include.ct.airflow_settings check "$ROOT/airflow_settings.yaml"  # fail before starting
 
 # The deploy task tells the prediction service to reload with this token; generated once per
 # checkout (in .run/, git-ignored) unless you set CT_SERVING_RELOAD_TOKEN yourself.
@@ -43,6 +42,8 @@ fi
 export CT_SERVING_RELOAD_TOKEN
 export CT_SERVING_PORT=$SERVING_PORT
 export CT_SERVING_URL=http://127.0.0.1:$SERVING_PORT
+# The deploy task reads both from the ct_serving connection airflow_settings.yaml seeds.
+"$BIN/python" -m include.ct.airflow_settings check "$ROOT/airflow_settings.yaml"  # fail before starting
 
 pids=()
 cleanup() {

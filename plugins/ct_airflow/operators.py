@@ -13,6 +13,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from ct_airflow.hooks.serving import PredictionServiceHook
 from ct_airflow.links import MlflowModelVersionLink, MlflowRunLink, ValidationReportLink, set_link
 from ct_airflow.run_notes import describe_trigger
 from ct_airflow.runtime import run_heavy_step
@@ -277,19 +278,28 @@ class DeployModelOperator(_PipelineOperator):
     operator_extra_links = (MlflowModelVersionLink(),)
     ui_color = "#fff3d6"
 
-    def __init__(self, *, registered: Any, trained: Any, decision: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        registered: Any,
+        trained: Any,
+        decision: Any,
+        ct_serving_conn_id: str = PredictionServiceHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.registered = registered
         self.trained = trained
         self.decision = decision
+        self.ct_serving_conn_id = ct_serving_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.ct.deploy import DeploymentError, ServiceClient, deploy_version
+        from include.ct.deploy import DeploymentError, deploy_version
 
         config = self.load_config()
         version = str(self.registered["version"])
         set_link(self, MlflowModelVersionLink, self.registered.get("url"))
-        service = ServiceClient.from_env()
+        service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
         try:
             result = deploy_version(
                 config, version, self.trained["test_path"], reason=self.decision["summary"], service=service
@@ -304,7 +314,7 @@ class DeployModelOperator(_PipelineOperator):
             result.model_name,
             result.version,
             result.previous_champion,
-            result.checks or "none (CT_SERVING_URL not set)",
+            result.checks or f"none (connection {self.ct_serving_conn_id} names no service)",
         )
         return result.to_dict()
 
@@ -316,18 +326,26 @@ class RollbackChampionOperator(_PipelineOperator):
     operator_extra_links = (MlflowModelVersionLink(),)
     ui_color = "#fde8e8"
 
-    def __init__(self, *, version: Any = "", reason: Any = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        version: Any = "",
+        reason: Any = "",
+        ct_serving_conn_id: str = PredictionServiceHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.version = version
         self.reason = reason
+        self.ct_serving_conn_id = ct_serving_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.ct.deploy import ServiceClient, rollback_champion
+        from include.ct.deploy import rollback_champion
         from include.ct.registry import model_version_url
 
         config = self.load_config()
         target = str(self.version or "").strip() or None
-        service = ServiceClient.from_env()
+        service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
         try:
             result = rollback_champion(config, target, reason=str(self.reason or "manual"), service=service)
         except ValueError as exc:

@@ -33,9 +33,18 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_the_repository_file_is_valid() -> None:
-    settings = load_settings(DEFAULT_FILE, env={})
-    assert [pool.pool_name for pool in settings.pools] == ["ct_training"]
+def test_the_repository_file_seeds_the_prediction_service_connection() -> None:
+    env = {"CT_SERVING_URL": "http://serving:8000", "CT_SERVING_RELOAD_TOKEN": "a-long-reload-token"}
+    settings = load_settings(DEFAULT_FILE, env=env)
+    [serving] = settings.connections
+    assert (serving.conn_id, serving.conn_host, serving.conn_password) == (
+        "ct_serving",
+        "http://serving:8000",
+        "a-long-reload-token",
+    )
+    assert settings.pools == []  # no pool that no task uses
+    with pytest.raises(SettingsError, match="CT_SERVING_URL"):
+        load_settings(DEFAULT_FILE, env={})
 
 
 def test_secrets_are_expanded_and_written_in_airflows_import_format(tmp_path: Path) -> None:
@@ -92,9 +101,11 @@ def test_a_missing_secret_names_the_variable_and_the_key(tmp_path: Path) -> None
 
 
 def test_check_command_reports_errors_without_a_traceback(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bad = _write(tmp_path, GOOD.replace("pool_slot: 2", "pool_slot: many"))
     assert main(["check", str(bad)]) == 2
     assert "pool_slot" in capsys.readouterr().err
+    monkeypatch.setenv("CT_SERVING_URL", "http://127.0.0.1:8000")
+    monkeypatch.setenv("CT_SERVING_RELOAD_TOKEN", "a-long-reload-token")
     assert main(["check", str(DEFAULT_FILE)]) == 0

@@ -1,0 +1,1 @@
+"""Hooks: how tasks reach the services this project runs beside Airflow."""
