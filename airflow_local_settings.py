@@ -6,8 +6,13 @@ processes, so each task starts with them loaded; the dag-processor imports what 
 before it forks its parse processes (see ``plugins/ct_airflow/preload.py``).
 """
 
-from ct_airflow.preload import preload_for_forked_processes
+import logging
 
 __all__: list[str] = []  # no cluster policies here
 
-preload_for_forked_processes()
+try:
+    from ct_airflow.preload import preload_for_forked_processes
+except ModuleNotFoundError as missing:  # AIRFLOW__CORE__PLUGINS_FOLDER is not this repo's plugins/
+    logging.getLogger(__name__).debug("not preloading task libraries: %s", missing)
+else:
+    preload_for_forked_processes()

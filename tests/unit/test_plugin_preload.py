@@ -68,3 +68,22 @@ def test_only_public_modules_are_preloaded() -> None:
     """Public modules of the libraries and this project's own modules, nothing private."""
     for name in HEAVY_MODULES + PIPELINE_MODULES:
         assert not any(part.startswith("_") for part in name.split(".")), name
+
+
+def test_airflow_local_settings_loads_where_the_plugins_folder_is_not_on_the_path(tmp_path: Path) -> None:
+    """Any process that imports Airflow with the repo root on its path reads this file: a missing
+    plugins folder (another AIRFLOW_HOME) skips the preload instead of breaking `import airflow`."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "AIRFLOW__CORE__PLUGINS_FOLDER": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", "import airflow_local_settings"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
