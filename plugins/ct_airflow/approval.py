@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.providers.standard.exceptions import HITLTimeoutError
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Context
+from airflow.sdk import Context, XComArg
 
 APPROVAL_BODY = """\
 **Challenger** {{ ti.xcom_pull(task_ids='evaluate')['metric'] }} =
@@ -24,11 +24,15 @@ time) leaves the champion unchanged.
 
 
 class DeployApprovalOperator(ApprovalOperator):
-    """An ApprovalOperator whose answer (approve, reject, timeout) is tagged on the model version."""
+    """An ApprovalOperator whose answer (approve, reject, timeout) is tagged on the model version.
+
+    :param pipeline: the pipeline config's ``name`` (templated).
+    :param registered: the register task's result (``register.output``): the version to approve.
+    """
 
     template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "pipeline", "registered")
 
-    def __init__(self, *, pipeline: str, registered: Any, **kwargs: Any) -> None:
+    def __init__(self, *, pipeline: str, registered: XComArg | Mapping[str, Any], **kwargs: Any) -> None:
         kwargs.setdefault("body", APPROVAL_BODY)
         kwargs.setdefault("defaults", ApprovalOperator.REJECT)  # silence means no
         super().__init__(**kwargs)

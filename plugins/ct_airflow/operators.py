@@ -6,11 +6,11 @@ address of what it produced for its extra link.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeAlias
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import BaseOperator, Context, XComArg
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ct_airflow.hooks.serving import PredictionServiceHook
@@ -19,6 +19,8 @@ from ct_airflow.run_notes import describe_trigger
 from ct_airflow.runtime import run_heavy_step
 
 INCREMENTAL_RUN_TYPES = frozenset({"scheduled", "asset_triggered"})
+# An upstream task's result: its ``.output`` when the DAG is built, the dict it returned at run time.
+Upstream: TypeAlias = XComArg | Mapping[str, Any]
 
 
 def trigger_of(context: Context) -> tuple[str, str]:
@@ -62,6 +64,11 @@ def _as_float(value: Any) -> float | None:
 
 
 class _PipelineOperator(BaseOperator):
+    """A task of one pipeline, whose config it loads by name at run time.
+
+    :param pipeline: the pipeline config's ``name`` (templated).
+    """
+
     template_fields: Sequence[str] = ("pipeline",)
     ui_color = "#e8f4fd"
 
@@ -76,21 +83,28 @@ class _PipelineOperator(BaseOperator):
 
 
 class _SnapshotOperator(_PipelineOperator):
-    """An operator that works on the snapshot the extract task returned."""
+    """An operator that works on the snapshot the extract task returned.
+
+    :param snapshot: the extract task's result (``extract.output``): data version, batches, paths.
+    """
 
     template_fields: Sequence[str] = ("pipeline", "snapshot")
 
-    def __init__(self, *, snapshot: Any, **kwargs: Any) -> None:
+    def __init__(self, *, snapshot: Upstream, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.snapshot = snapshot
 
 
 class ExtractBatchesOperator(_PipelineOperator):
-    """Snapshot the new batches of the landing zone; skip the run when nothing arrived."""
+    """Snapshot the new batches of the landing zone; skip the run when nothing arrived.
+
+    :param force: snapshot the accepted data even when no new batch arrived; a bool or a template
+        rendering to ``true``/``false`` (``"{{ params.force }}"``).
+    """
 
     template_fields: Sequence[str] = ("pipeline", "force")
 
-    def __init__(self, *, force: Any = False, **kwargs: Any) -> None:
+    def __init__(self, *, force: bool | str = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.force = force
 
@@ -199,13 +213,20 @@ class TrainChallengerOperator(_SnapshotOperator):
 
 
 class EvaluateChallengerOperator(_PipelineOperator):
-    """Score challenger and champion on the same held-out rows and decide promotion."""
+    """Score challenger and champion on the same held-out rows and decide promotion.
+
+    :param trained: the train task's result (``train.output``): MLflow run id, held-out split.
+    :param min_improvement: this run's promotion margin in metric units instead of the config's;
+        a number, None, or a template (``"{{ params.min_improvement }}"``; empty means None).
+    """
 
     template_fields: Sequence[str] = ("pipeline", "trained", "min_improvement")
     operator_extra_links = (MlflowRunLink(),)
     ui_color = "#f3eafd"
 
-    def __init__(self, *, trained: Any, min_improvement: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, trained: Upstream, min_improvement: float | str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.trained = trained
         self.min_improvement = min_improvement
@@ -228,13 +249,17 @@ class EvaluateChallengerOperator(_PipelineOperator):
 
 
 class RegisterModelOperator(_PipelineOperator):
-    """Register the promoted challenger and prove it loads and predicts in a fresh serving process."""
+    """Register the promoted challenger and prove it loads and predicts in a fresh serving process.
+
+    :param trained: the train task's result (``train.output``).
+    :param decision: the evaluate task's result (``evaluate.output``): promote or not, and why.
+    """
 
     template_fields: Sequence[str] = ("pipeline", "trained", "decision")
     operator_extra_links = (MlflowModelVersionLink(),)
     ui_color = "#fffbe6"
 
-    def __init__(self, *, trained: Any, decision: Any, **kwargs: Any) -> None:
+    def __init__(self, *, trained: Upstream, decision: Upstream, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.trained = trained
         self.decision = decision
@@ -272,6 +297,11 @@ class DeployModelOperator(_PipelineOperator):
 
     The service reloads, must report the new version, answer held-out rows exactly as offline and
     meet the latency budget; any failure moves the alias back and fails the task with the reason.
+
+    :param registered: the register task's result (``register.output``): the model version.
+    :param trained: the train task's result (``train.output``): the held-out rows to check with.
+    :param decision: the evaluate task's result (``evaluate.output``): recorded as the reason.
+    :param ct_serving_conn_id: the connection naming the prediction service (``ct_serving``).
     """
 
     template_fields: Sequence[str] = ("pipeline", "registered", "trained", "decision")
@@ -281,9 +311,9 @@ class DeployModelOperator(_PipelineOperator):
     def __init__(
         self,
         *,
-        registered: Any,
-        trained: Any,
-        decision: Any,
+        registered: Upstream,
+        trained: Upstream,
+        decision: Upstream,
         ct_serving_conn_id: str = PredictionServiceHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -320,7 +350,12 @@ class DeployModelOperator(_PipelineOperator):
 
 
 class RollbackChampionOperator(_PipelineOperator):
-    """Move ``champion`` back to a chosen version (default: the one it replaced) and reload serving."""
+    """Move ``champion`` back to a chosen version (default: the one it replaced) and reload serving.
+
+    :param version: the model version to serve (templated); empty: the one the champion replaced.
+    :param reason: why, recorded on the version rolled away from (templated).
+    :param ct_serving_conn_id: the connection naming the prediction service (``ct_serving``).
+    """
 
     template_fields: Sequence[str] = ("pipeline", "version", "reason")
     operator_extra_links = (MlflowModelVersionLink(),)
@@ -329,8 +364,8 @@ class RollbackChampionOperator(_PipelineOperator):
     def __init__(
         self,
         *,
-        version: Any = "",
-        reason: Any = "",
+        version: str | int = "",
+        reason: str = "",
         ct_serving_conn_id: str = PredictionServiceHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
