@@ -31,6 +31,7 @@ from ct_airflow.operators import (
     TrainChallengerOperator,
     ValidateDataOperator,
 )
+from ct_airflow.runtime import container_operator
 from ct_airflow.triggers import NewBatchTrigger, NewRowsTrigger
 from include.ct.config import ConfigError, PipelineConfig, iter_pipeline_configs
 
@@ -43,6 +44,33 @@ def service_retries(config: PipelineConfig) -> dict[str, Any]:
         "retry_exponential_backoff": config.retries.exponential_backoff,
         "max_retry_delay": timedelta(seconds=config.retries.max_delay_seconds),
     }
+
+
+def heavy_step(
+    operator: type[Any], task_id: str, config: PipelineConfig, upstream: Any, **kwargs: Any
+) -> Any:
+    """The task of a heavy step after ``upstream``; with ``runtime: docker``, request -> container
+    -> result tasks. Returns the task whose output is the step's result (the same XCom either way).
+    """
+    if config.runtime.type == "process":
+        step = operator(task_id=task_id, **kwargs)
+        upstream >> step
+        return step
+    request = operator(task_id=f"{task_id}_request", phase="request", **kwargs)
+    upstream >> request
+    exchange = f"ti.xcom_pull(task_ids='{request.task_id}')"
+    container = container_operator(
+        f"{task_id}_container",
+        config,
+        operator.step,
+        request_path="{{ " + exchange + "['request'] }}",
+        result_path="{{ " + exchange + "['result'] }}",
+        doc_md=f"`python -m include.ct.steps {operator.step}` in a container of `{config.runtime.image}`.",
+        **service_retries(config),
+    )
+    result = operator(task_id=task_id, phase="collect", exchange=request.output, **kwargs)
+    request >> container >> result
+    return result
 
 
 DAG_DOC = """
@@ -164,16 +192,22 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             "the run and quarantines the batch with its report; value skew (PSI against the "
             "champion's training data) is recorded.",
         )
-        train = TrainChallengerOperator(
-            task_id="train",
+        train = heavy_step(
+            TrainChallengerOperator,
+            "train",
+            config,
+            upstream=validate,
             pipeline=config.name,
             snapshot=extract.output,
             doc_md="Fit the scikit-learn Pipeline on the accepted data window and log it to "
             "MLflow with params, metrics, signature, datasets, plots and lineage tags.",
             **service_retries(config),
         )
-        evaluate = EvaluateChallengerOperator(
-            task_id="evaluate",
+        evaluate = heavy_step(
+            EvaluateChallengerOperator,
+            "evaluate",
+            config,
+            upstream=train,
             pipeline=config.name,
             trained=train.output,
             min_improvement="{{ params.min_improvement }}",
@@ -209,7 +243,8 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             f"predictions and check p95 latency under {config.deploy.latency_p95_ms} ms. Any "
             "failure moves the alias back and records the reason on the version.",
         )
-        extract >> validate >> train >> evaluate >> gate >> register
+        extract >> validate
+        evaluate >> gate >> register
         if config.deploy.approval == "manual":
             approve = DeployApprovalOperator(
                 task_id="approve",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from airflow.sdk import BaseOperator, Context, XComArg
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from ct_airflow.hooks.serving import PredictionServiceHook
 from ct_airflow.links import MlflowModelVersionLink, MlflowRunLink, ValidationReportLink, set_link
 from ct_airflow.run_notes import describe_trigger
-from ct_airflow.runtime import run_heavy_step
+from ct_airflow.runtime import read_step_result, run_step_in_process, write_step_request
 
 INCREMENTAL_RUN_TYPES = frozenset({"scheduled", "asset_triggered"})
 # An upstream task's result: its ``.output`` when the DAG is built, the dict it returned at run time.
@@ -198,21 +198,77 @@ class ValidateDataOperator(_SnapshotOperator):
         set_link(self, ValidationReportLink, report_url(base, pipeline, data_version))
 
 
-class TrainChallengerOperator(_SnapshotOperator):
-    """Fit the configured scikit-learn Pipeline on the accepted data and log it to MLflow."""
+class _StepOperator(_PipelineOperator):
+    """A heavy step (train, evaluate) that runs in this worker or in a container of the runtime image.
 
-    operator_extra_links = (MlflowRunLink(),)
-    ui_color = "#eafbea"
+    With ``runtime: {type: process}`` one task runs the step (``phase="run"``). With ``runtime:
+    {type: docker}`` the DAG factory emits three tasks: this operator with ``phase="request"``
+    writes the step's request to artifact storage and returns where, a ``DockerOperator`` runs
+    ``python -m include.ct.steps`` on it, and this operator with ``phase="collect"`` reads the
+    result the container wrote and returns it, so downstream tasks see the same XCom either way.
+
+    :param phase: ``run`` (in process), ``request`` or ``collect`` (around a container).
+    :param exchange: with ``phase="collect"``, the request task's result (its ``.output``).
+    """
+
+    step: str = ""
+
+    def __init__(
+        self,
+        *,
+        phase: Literal["run", "request", "collect"] = "run",
+        exchange: Upstream | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if phase == "collect" and exchange is None:
+            raise ValueError(f"{self.task_id}: phase 'collect' needs the request task's exchange")
+        self.phase = phase
+        self.exchange = exchange
+
+    def build_request(self, context: Context) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def report(self, result: dict[str, Any]) -> None:
+        """Set links and log what the step decided; the same in every phase that has a result."""
 
     def execute(self, context: Context) -> dict[str, Any]:
         config = self.load_config()
-        lineage = _lineage(config.name, context, self.snapshot["data_version"])
-        result = run_heavy_step(self, context, config, "train", {"lineage": asdict(lineage)})
-        set_link(self, MlflowRunLink, result.get("run_url"))
+        if self.phase == "collect":
+            result = read_step_result(self.exchange, self.step)  # type: ignore[arg-type]
+        else:
+            request = self.build_request(context)
+            if self.phase == "request":
+                return write_step_request(config, context["run_id"], self.step, request)
+            result = run_step_in_process(config, self.step, request)
+        self.report(result)
         return result
 
 
-class EvaluateChallengerOperator(_PipelineOperator):
+class TrainChallengerOperator(_StepOperator):
+    """Fit the configured scikit-learn Pipeline on the accepted data and log it to MLflow.
+
+    :param snapshot: the extract task's result (``extract.output``).
+    """
+
+    template_fields: Sequence[str] = ("pipeline", "snapshot", "exchange")
+    operator_extra_links = (MlflowRunLink(),)
+    ui_color = "#eafbea"
+    step = "train"
+
+    def __init__(self, *, snapshot: Upstream, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.snapshot = snapshot
+
+    def build_request(self, context: Context) -> dict[str, Any]:
+        lineage = _lineage(self.pipeline, context, self.snapshot["data_version"])
+        return {"lineage": asdict(lineage)}
+
+    def report(self, result: dict[str, Any]) -> None:
+        set_link(self, MlflowRunLink, result.get("run_url"))
+
+
+class EvaluateChallengerOperator(_StepOperator):
     """Score challenger and champion on the same held-out rows and decide promotion.
 
     :param trained: the train task's result (``train.output``): MLflow run id, held-out split.
@@ -220,9 +276,10 @@ class EvaluateChallengerOperator(_PipelineOperator):
         a number, None, or a template (``"{{ params.min_improvement }}"``; empty means None).
     """
 
-    template_fields: Sequence[str] = ("pipeline", "trained", "min_improvement")
+    template_fields: Sequence[str] = ("pipeline", "trained", "min_improvement", "exchange")
     operator_extra_links = (MlflowRunLink(),)
     ui_color = "#f3eafd"
+    step = "evaluate"
 
     def __init__(
         self, *, trained: Upstream, min_improvement: float | str | None = None, **kwargs: Any
@@ -231,21 +288,20 @@ class EvaluateChallengerOperator(_PipelineOperator):
         self.trained = trained
         self.min_improvement = min_improvement
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        config = self.load_config()
+    def build_request(self, context: Context) -> dict[str, Any]:
         margin = _as_float(self.min_improvement)
         if margin is not None:
             self.log.info("Promotion margin overridden for this run: %s", margin)
-        request = {
+        return {
             "run_id": self.trained["run_id"],
             "test_path": self.trained["test_path"],
             "min_improvement": margin,
         }
+
+    def report(self, result: dict[str, Any]) -> None:
         set_link(self, MlflowRunLink, self.trained.get("run_url"))
-        decision = run_heavy_step(self, context, config, "evaluate", request)
-        for reason in decision.get("reasons", []):
+        for reason in result.get("reasons", []):
             self.log.info("gate: %s", reason)
-        return decision
 
 
 class RegisterModelOperator(_PipelineOperator):

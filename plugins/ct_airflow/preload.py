@@ -42,6 +42,7 @@ DAG_MODULES = (
     "ct_airflow.triggers",
     "ct_airflow.approval",
     "ct_airflow.retrain",
+    "ct_airflow.runtime",
 )
 # The library modules the operators call.
 PIPELINE_MODULES = (

@@ -1,19 +1,22 @@
 """Where a heavy step runs: in this worker, or in a container of the project image (DockerOperator).
 
-With ``runtime: {type: docker}`` the step runs ``python -m include.ct.steps`` in a container of
-``runtime.image`` (the project's image by default, the one every compose service runs): the
-request and result are JSON files in artifact storage (mounted at the same path inside), the
-container's log streams into the task log, and a non-zero exit fails the task with that log.
-Everything else is the same code as in-process (``include.ct.steps.run_step``).
+With ``runtime: {type: docker}`` the DAG factory emits the ``DockerOperator`` of
+``container_operator`` as a task of its own, between the step operator's request and collect
+phases: it runs ``python -m include.ct.steps`` in a container of ``runtime.image`` (the project's
+image by default, the one every compose service runs); the request and result are JSON files in
+artifact storage (mounted at the same path inside), the container's log is the task's log, and a
+non-zero exit fails that task. The step is the same code as in-process (``include.ct.steps``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 # Passed through to the container when set in the worker; secrets travel as private environment
@@ -37,21 +40,41 @@ PRIVATE_ENV = (
 )
 
 
-def run_heavy_step(
-    operator: BaseOperator, context: Context, config: Any, step: str, request: dict[str, Any]
-) -> dict[str, Any]:
-    """Run ``step`` in-process or in a container, per ``config.runtime``; returns its XCom."""
+def run_step_in_process(config: Any, step: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Run ``step`` of ``config`` in this worker; returns its XCom."""
     from include.ct.steps import run_step
 
-    if config.runtime.type == "process":
-        return run_step(step, config, request)
-    return _run_in_container(operator, context, config, step, request)
+    return run_step(step, config, request)
+
+
+def write_step_request(config: Any, run_id: str, step: str, request: dict[str, Any]) -> dict[str, str]:
+    """Write the step's request where its container reads it; returns both exchange paths."""
+    from include.ct.steps import exchange_paths
+    from include.ct.storage import write_json_atomic
+
+    request_path, result_path = exchange_paths(config, run_id, step)
+    result_path.unlink(missing_ok=True)  # a retry never reads an earlier try's result
+    write_json_atomic(request_path, request)
+    return {"request": str(request_path), "result": str(result_path)}
+
+
+def read_step_result(exchange: Mapping[str, str], step: str) -> dict[str, Any]:
+    """The result the step's container wrote at ``exchange["result"]``."""
+    path = Path(exchange["result"])
+    if not path.exists():
+        raise AirflowFailException(f"the {step} container exited 0 but wrote no result at {path}")
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
 
 
 def container_operator(
-    task_id: str, config: Any, step: str, request_path: str, result_path: str
+    task_id: str, config: Any, step: str, request_path: str, result_path: str, **kwargs: Any
 ) -> BaseOperator:
-    """The DockerOperator that runs one step of ``config`` in its runtime image."""
+    """The DockerOperator that runs one step of ``config`` in its runtime image.
+
+    ``request_path`` and ``result_path`` may be templates (the request task's XCom); ``kwargs``
+    go to the operator (retries, docs).
+    """
     from airflow.providers.docker.operators.docker import DockerOperator
     from docker.types import Mount
 
@@ -86,24 +109,5 @@ def container_operator(
         mount_tmp_dir=False,
         force_pull=False,
         tty=False,
+        **kwargs,
     )
-
-
-def _run_in_container(
-    operator: BaseOperator, context: Context, config: Any, step: str, request: dict[str, Any]
-) -> dict[str, Any]:
-    from include.ct.steps import exchange_paths
-    from include.ct.storage import write_json_atomic
-
-    request_path, result_path = exchange_paths(config, context["run_id"], step)
-    result_path.unlink(missing_ok=True)  # a retry never reads an earlier try's result
-    write_json_atomic(request_path, request)
-    container = container_operator(
-        f"{operator.task_id}_container", config, step, str(request_path), str(result_path)
-    )
-    operator.log.info("Running %s of %s in a container of %s", step, config.name, config.runtime.image)
-    container.execute(context)  # raises with the container's log on a non-zero exit
-    if not result_path.exists():
-        raise AirflowFailException(f"the {step} container exited 0 but wrote no result at {result_path}")
-    result: dict[str, Any] = json.loads(result_path.read_text())
-    return result
