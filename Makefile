@@ -10,7 +10,7 @@ export SSL_CERT_FILE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 export PYTHONPATH := $(CURDIR)
 export CT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install system-deps lock lint format docs docs-check test test-fast compose-e2e run data serve bench bench-quick simulate env image clean help
+.PHONY: install system-deps lock lint format docs docs-check test test-fast reliability compose-e2e run data serve bench bench-quick simulate env image clean help
 
 help:
 	@echo "make run    start Airflow, MLflow, the prediction service and seed a first batch"
@@ -70,6 +70,10 @@ test: lint docs-check system-deps
 
 test-fast: install
 	$(PY) -m pytest -m "not integration and not e2e"
+
+# The fault and abuse suite alone, rewriting its dated report bench/reliability.md when it all passes.
+reliability: install
+	CT_RELIABILITY_REPORT=$(CURDIR)/bench/reliability.md $(PY) -m pytest tests/reliability
 
 # docker-compose.yaml really started: builds the project image (and local stand-ins for images
 # no registry serves), then up, a promoting run, a scheduler restart mid-run, down + up, Celery.

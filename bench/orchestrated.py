@@ -483,7 +483,7 @@ def bench_plugins_folder(workdir: Path) -> Path:
 class Bench:
     """The running services the measurements need."""
 
-    stack: Any  # tests.helpers.airflow_stack.AirflowStack
+    stack: Any  # testbed.airflow_stack.AirflowStack
     serving_url: str
     sampler: RssSampler
 
@@ -495,9 +495,9 @@ def running_bench(workdir: Path) -> Iterator[Bench]:
     Inside the block ``os.environ`` is the bench's (``bench_env``, as the services got it);
     the caller's environment is back once the block ends, however it ends.
     """
-    from tests.helpers.airflow_stack import airflow_stack
-    from tests.helpers.fixtures import copy_config, start_mlflow_server, start_prediction_service, stop
-    from tests.helpers.fixtures import throwaway_database as database
+    from testbed.airflow_stack import airflow_stack
+    from testbed.services import copy_config, start_mlflow_server, start_prediction_service, stop
+    from testbed.services import throwaway_database as database
 
     missing = [old for old in CONFIG_REPLACEMENTS if old not in SOURCE_CONFIG.read_text()]
     if missing:

@@ -38,7 +38,7 @@ from bench.measure import (
     write_result,
 )
 from bench.serving import free_port, stop, wait_for
-from tests.helpers.fixtures import MLFLOW_SERVER_ENV, mlflow_server_command
+from testbed.services import MLFLOW_SERVER_ENV, mlflow_server_command
 
 STAGES = ("extract", "validate", "train", "evaluate", "register", "deploy")
 VENV_BIN = Path(sys.executable).parent

@@ -75,7 +75,7 @@ from include.ct.simulate import (
     write_report,
 )
 from include.ct.storage import pipeline_paths
-from tests.helpers.fixtures import MLFLOW_SERVER_ENV, mlflow_server_command
+from testbed.services import MLFLOW_SERVER_ENV, mlflow_server_command
 
 log = logging.getLogger("bench.simulation")
 

@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import psycopg2
 
-from tests.helpers.fixtures import PostgresDatabase, free_port, stop, wait_for_http
+from testbed.services import PostgresDatabase, free_port, stop, wait_for_http
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -197,7 +197,7 @@ def airflow_stack(
                 "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + database.url.replace("+psycopg2", ""),
                 "AIRFLOW__OPERATORS__DEFAULT_QUEUE": redis_prefix + "queue",
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
-                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.helpers.worker_identity.hostname",
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "testbed.worker_identity.hostname",
             }
         )
     home.mkdir(parents=True, exist_ok=True)

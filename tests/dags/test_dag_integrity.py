@@ -90,7 +90,7 @@ def test_manual_approval_puts_a_person_before_the_alias_moves(tmp_path: Path) ->
     from airflow.dag_processing.dagbag import DagBag
     from airflow.providers.standard.operators.hitl import ApprovalOperator
 
-    from tests.helpers.fixtures import copy_config
+    from testbed.services import copy_config
 
     copy_config(
         REPO_ROOT / "include/pipelines/churn.yaml",

@@ -15,8 +15,8 @@ from mlflow import MlflowClient
 from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.storage import pipeline_paths
+from testbed.services import MlflowServer
 from tests.helpers.airflow_runs import run_dag
-from tests.helpers.fixtures import MlflowServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
 

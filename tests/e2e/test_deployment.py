@@ -22,8 +22,7 @@ from include.ct import datagen, registry
 from include.ct.config import find_pipeline_config
 from include.ct.prediction_log import read_prediction_log
 from include.ct.serving import sample_records
-from tests.helpers.airflow_runs import run_dag
-from tests.helpers.fixtures import (
+from testbed.services import (
     REPO_ROOT,
     MlflowServer,
     PredictionService,
@@ -31,6 +30,7 @@ from tests.helpers.fixtures import (
     start_prediction_service,
     stop,
 )
+from tests.helpers.airflow_runs import run_dag
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
 

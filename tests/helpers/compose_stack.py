@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import yaml
 
+from testbed.services import REPO_ROOT, free_port
 from tests.helpers.docker_engine import build, build_project_image, local_base_image, pull
-from tests.helpers.fixtures import REPO_ROOT, free_port
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
 STANDINS = REPO_ROOT / "docker" / "standins"

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.helpers.fixtures import REPO_ROOT
+from testbed.services import REPO_ROOT
 
 BASE_IMAGE = "ct-base:bookworm"
 # The base the Dockerfile names; used whenever a registry serves it.

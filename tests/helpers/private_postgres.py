@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers.fixtures import PostgresDatabase, free_port
+from testbed.services import PostgresDatabase, free_port
 
 
 def _bin_dir() -> Path:

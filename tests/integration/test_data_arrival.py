@@ -22,8 +22,8 @@ from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.extract import sql_watermark
 from include.ct.storage import pipeline_paths
-from tests.helpers.airflow_stack import AirflowStack, airflow_stack
-from tests.helpers.fixtures import REPO_ROOT, MlflowServer, copy_config, throwaway_database
+from testbed.airflow_stack import AirflowStack, airflow_stack
+from testbed.services import REPO_ROOT, MlflowServer, copy_config, throwaway_database
 
 pytestmark = pytest.mark.integration
 

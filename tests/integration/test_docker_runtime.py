@@ -13,9 +13,9 @@ import pytest
 from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.steps import exchange_paths
+from testbed.services import REPO_ROOT, MlflowServer, copy_config
 from tests.helpers.airflow_runs import run_dag
 from tests.helpers.docker_engine import build_project_image, docker_engine
-from tests.helpers.fixtures import REPO_ROOT, MlflowServer, copy_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
 
@@ -63,6 +63,8 @@ def test_train_and_evaluate_run_in_a_container_of_the_project_image(
 
     assert result.state == "success", result.tasks
     assert result.tasks["deploy"] == "success"
+    for step in ("train", "evaluate"):  # the container ran as a DockerOperator task of the DAG
+        assert result.tasks[f"{step}_container"] == "success"
     # The container wrote the results the operators returned, through the shared data volume.
     for step in ("train", "evaluate"):
         request, answer = exchange_paths(config, result.run_id, step)

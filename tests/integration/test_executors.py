@@ -14,8 +14,8 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import find_pipeline_config
-from tests.helpers.airflow_stack import AirflowStack, airflow_stack
-from tests.helpers.fixtures import REPO_ROOT, MlflowServer, copy_config, throwaway_database
+from testbed.airflow_stack import AirflowStack, airflow_stack
+from testbed.services import REPO_ROOT, MlflowServer, copy_config, throwaway_database
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from include.ct.deploy import DeployResult, deploy_version, register_candidate
 from include.ct.extract import accepted_versions, extract
 from include.ct.train import train_challenger
 from include.ct.validate import validate_snapshot
-from tests.helpers.fixtures import MlflowServer
+from testbed.services import MlflowServer
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,8 @@ from include.ct.prediction_log import PredictionLog
 from include.ct.serving import load_served_model
 from include.ct.train import train_challenger
 from include.ct.validate import validate_snapshot
+from testbed.services import MlflowServer
 from tests.helpers.airflow_runs import run_dag
-from tests.helpers.fixtures import MlflowServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 

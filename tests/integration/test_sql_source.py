@@ -15,8 +15,8 @@ from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.extract import extract, land_sql_window, sql_window
 from include.ct.storage import pipeline_paths
+from testbed.services import REPO_ROOT, MlflowServer, PostgresDatabase, copy_config
 from tests.helpers.airflow_runs import run_dag
-from tests.helpers.fixtures import REPO_ROOT, MlflowServer, PostgresDatabase, copy_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 

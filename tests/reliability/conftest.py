@@ -1,7 +1,9 @@
-"""Fault and abuse suite: fixtures, and the figures it writes to bench/reliability.md.
+"""Fault and abuse suite: fixtures, and the report of what it survived.
 
 Every scenario records what it tried and how it ended through the ``reliability`` fixture;
-when the whole suite ran (not a selection) the session writes the report from those records.
+when the whole suite ran (not a selection) and ``CT_RELIABILITY_REPORT`` names a file (``make
+reliability`` names bench/reliability.md), the session writes the report there. A plain test
+run writes nothing outside its temporary folders.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from include.ct.config import BUNDLED_PIPELINES_DIR, PipelineConfig, load_pipeline_config
-from tests.helpers.fixtures import REPO_ROOT
+from testbed.services import REPO_ROOT
 
-REPORT = REPO_ROOT / "bench" / "reliability.md"
+REPORT_ENV = "CT_RELIABILITY_REPORT"  # where to write the report; unset: no report
 COUNTING = "CT_RELIABILITY_COUNTING"  # set in the collect-only child: it must not count again
 
 
@@ -61,8 +63,9 @@ def hardened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeli
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write bench/reliability.md when every reliability scenario ran and passed."""
-    if not LEDGER.outcomes or exitstatus != 0 or os.environ.get(COUNTING):
+    """Write the report to ``CT_RELIABILITY_REPORT`` when every reliability scenario ran and passed."""
+    report = os.environ.get(REPORT_ENV)
+    if not report or not LEDGER.outcomes or exitstatus != 0 or os.environ.get(COUNTING):
         return
     selected = [item for item in session.items if "tests/reliability/" in str(item.path)]
     if len(selected) != _collectable_count():
@@ -72,11 +75,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         f"| {o.detail} |"
         for o in LEDGER.outcomes
     )
-    REPORT.write_text(
+    Path(report).write_text(
         f"""# Reliability and abuse suite
 
-Written by `tests/reliability/` from its own results (`make test` runs it; the file is
-rewritten when the whole suite passes). Machine: {platform.machine()}, Python
+Written by `tests/reliability/` from its own results (`make reliability` runs the suite and
+rewrites this file when the whole suite passes). Machine: {platform.machine()}, Python
 {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d}.
 
 | figure | value |

@@ -23,7 +23,7 @@ from include.ct.extract import extract
 from include.ct.serving import sample_records
 from include.ct.train import train_challenger
 from include.ct.validate import validate_snapshot
-from tests.helpers.fixtures import start_mlflow_server, start_prediction_service, stop, wait_for_http
+from testbed.services import start_mlflow_server, start_prediction_service, stop, wait_for_http
 from tests.reliability.conftest import Ledger
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ from include.ct import datagen
 from include.ct.config import BUNDLED_PIPELINES_DIR, PipelineConfig, load_pipeline_config
 from include.ct.serving import ServedModel, ServingSettings, create_app
 from include.ct.train import build_pipeline, coerce_to_schema
-from tests.helpers.fixtures import free_port
+from testbed.services import free_port
 from tests.reliability.conftest import Ledger
 
 TOKEN = "fuzz-test-token"

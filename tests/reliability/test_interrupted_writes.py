@@ -18,7 +18,7 @@ from include.ct.extract import accepted_versions, extract, load_training_data
 from include.ct.inventory import batch_inventory
 from include.ct.storage import pipeline_paths
 from include.ct.validate import validate_snapshot
-from tests.helpers.fixtures import REPO_ROOT
+from testbed.services import REPO_ROOT
 from tests.reliability.conftest import Ledger
 
 # Extract in a child process whose second Parquet part dies half-written, by a real SIGKILL.

@@ -20,8 +20,8 @@ from mlflow import MlflowClient
 from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.registry import ABANDONED
-from tests.helpers.airflow_stack import AirflowStack, airflow_stack
-from tests.helpers.fixtures import REPO_ROOT, MlflowServer, copy_config
+from testbed.airflow_stack import AirflowStack, airflow_stack
+from testbed.services import REPO_ROOT, MlflowServer, copy_config
 from tests.helpers.private_postgres import PrivatePostgres, private_postgres
 from tests.reliability.conftest import Ledger
 

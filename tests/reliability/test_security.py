@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.helpers.fixtures import REPO_ROOT
+from testbed.services import REPO_ROOT
 from tests.reliability.conftest import Ledger
 
 SECRET_PATTERNS = {

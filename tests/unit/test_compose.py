@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.fixtures import REPO_ROOT
+from testbed.services import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yaml"
 DOCKER_RUNTIME = REPO_ROOT / "docker-compose.docker-runtime.yaml"

@@ -29,7 +29,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.helpers.fixtures import REPO_ROOT
+from testbed.services import REPO_ROOT
 
 VALUES = REPO_ROOT / "deploy" / "helm" / "values.yaml"
 SETTINGS_FILE = "/opt/airflow/airflow_settings.yaml"
