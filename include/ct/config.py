@@ -8,14 +8,18 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_PIPELINES_DIR = REPO_ROOT / "include" / "pipelines"
+# The folder the ``include`` package is imported from: the repository (Astro layout, PYTHONPATH)
+# or site-packages (installed). A fresh interpreter gets it on its path; git is asked there.
+IMPORT_ROOT = Path(__file__).resolve().parents[2]
+# The bundled example configs ship inside the package (package data).
+BUNDLED_PIPELINES_DIR = Path(str(resources.files("include") / "pipelines"))
 
 Metric = Literal["accuracy", "f1", "f1_macro", "roc_auc", "log_loss", "rmse", "mae", "r2"]
 CLASSIFICATION_METRICS: frozenset[str] = frozenset({"accuracy", "f1", "f1_macro", "roc_auc", "log_loss"})

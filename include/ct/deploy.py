@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from include.ct import registry
-from include.ct.config import REPO_ROOT, PipelineConfig
+from include.ct.config import IMPORT_ROOT, PipelineConfig
 
 if TYPE_CHECKING:
     import httpx
@@ -86,7 +86,7 @@ def infra_validate(config: PipelineConfig, version: str, sample_path: str | None
         command += ["--sample", sample_path]
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(IMPORT_ROOT), os.environ.get("PYTHONPATH")])),
     }
     try:
         done = subprocess.run(
@@ -95,7 +95,7 @@ def infra_validate(config: PipelineConfig, version: str, sample_path: str | None
             text=True,
             timeout=config.deploy.infra_timeout_seconds,
             env=env,
-            cwd=REPO_ROOT,
+            cwd=IMPORT_ROOT,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from include.ct.config import REPO_ROOT, PipelineConfig
+from include.ct.config import IMPORT_ROOT, PipelineConfig
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -52,7 +52,7 @@ def code_version() -> str:
     try:
         return subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=REPO_ROOT,
+            cwd=IMPORT_ROOT,
             capture_output=True,
             text=True,
             timeout=5,
