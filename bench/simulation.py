@@ -47,8 +47,8 @@ from include.ct.config import (
     load_pipeline_config,
     metric_higher_is_better,
 )
-from include.ct.evaluate import compute_metrics
 from include.ct.extract import BATCH_SUFFIXES, accepted_versions
+from include.ct.metrics import compute_metrics
 from include.ct.simulate import (
     BASELINES,
     POLICIES,
@@ -58,11 +58,11 @@ from include.ct.simulate import (
     LibraryPolicies,
     PipelineRun,
     Scenario,
+    Scored,
     SimulationResult,
-    _fmt,
-    _Scored,
     add_training_arguments,
     claims,
+    fmt,
     log_to_mlflow,
     pipeline_record,
     progress_logging,
@@ -497,7 +497,7 @@ def _predecessor_value(
         state.models = {
             state.served: registry.load_model(f"models:/{config.registered_model_name}/{state.served}")
         }
-    return score(config, _Scored(state.models[state.served], traffic, config.feature_names), traffic)
+    return score(config, Scored(state.models[state.served], traffic, config.feature_names), traffic)
 
 
 def run_full(
@@ -518,7 +518,7 @@ def run_full(
     from mlflow import MlflowClient
     from threadpoolctl import threadpool_limits
 
-    from include.ct.train import split
+    from include.ct.pipeline_building import split
 
     started = time.perf_counter()
     pipelines_dir = workdir / "pipelines"
@@ -670,9 +670,9 @@ def _log_day(
     mark = {"promoted": "promoted", "rejected": "rejected", "quarantined": "QUARANTINED", "failed": "FAILED"}
     outcome = mark.get(gated.outcome, gated.outcome)
     if gated.outcome in ("promoted", "rejected"):
-        outcome += f" {_fmt(gated.challenger_value)} vs {_fmt(gated.champion_value)}"
+        outcome += f" {fmt(gated.challenger_value)} vs {fmt(gated.champion_value)}"
     others = " | ".join(
-        f"{r.policy} {_fmt(r.value)} v{r.served_version}" for r in baselines if r.policy != "oracle"
+        f"{r.policy} {fmt(r.value)} v{r.served_version}" for r in baselines if r.policy != "oracle"
     )
     oracle = next((r for r in baselines if r.policy == "oracle"), None)
     events = f" [{', '.join(gated.events)}]" if gated.events else ""
@@ -681,12 +681,12 @@ def _log_day(
         gated.day,
         scenario.days,
         events,
-        _fmt(gated.value),
+        fmt(gated.value),
         gated.served_version,
         outcome,
-        _fmt(gated.run_seconds, 0),
+        fmt(gated.run_seconds, 0),
         others,
-        _fmt(oracle.value if oracle else None),
+        fmt(oracle.value if oracle else None),
         seconds,
         cpu,
     )

@@ -30,7 +30,7 @@ def reference_profile(config: PipelineConfig, frame: pd.DataFrame) -> dict[str, 
             if values.size == 0:
                 continue
             edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)))
-            shares = _numeric_shares(values, edges)
+            shares = numeric_shares(values, edges)
             profile["features"][name] = {
                 "kind": "numeric",
                 "edges": edges.tolist(),
@@ -45,7 +45,7 @@ def reference_profile(config: PipelineConfig, frame: pd.DataFrame) -> dict[str, 
     return profile
 
 
-def _numeric_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def numeric_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     if edges.size < 2:
         return np.array([1.0])
     inner = edges[1:-1]
@@ -70,7 +70,7 @@ def feature_drift(profile: dict[str, Any], frame: pd.DataFrame) -> dict[str, flo
             values = pd.to_numeric(frame[name], errors="coerce").dropna().to_numpy(dtype=float)
             if values.size == 0:
                 continue
-            actual = _numeric_shares(values, np.asarray(ref["edges"]))
+            actual = numeric_shares(values, np.asarray(ref["edges"]))
             scores[name] = psi(np.asarray(ref["shares"]), actual)
         else:
             actual_series = frame[name].astype(str).value_counts(normalize=True)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from include.ct import registry
 from include.ct.config import PipelineConfig, metric_higher_is_better
-from include.ct.drift import _numeric_shares, feature_drift
+from include.ct.drift import feature_drift, numeric_shares
 from include.ct.extract import pending_batches, read_batch
 from include.ct.prediction_log import read_prediction_log
 from include.ct.storage import data_dir, pipeline_paths, write_json_atomic
@@ -68,7 +68,7 @@ def ks_statistic(profile: dict[str, Any], frame: pd.DataFrame, name: str) -> flo
         return None
     edges = np.asarray(reference["edges"])
     expected = np.cumsum(reference["shares"])
-    actual = np.cumsum(_numeric_shares(values, edges))
+    actual = np.cumsum(numeric_shares(values, edges))
     return float(np.max(np.abs(expected - actual)))
 
 

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from include.ct.config import PipelineConfig
-
-if TYPE_CHECKING:
-    from include.ct.evaluate import GateDecision, Scores
+from include.ct.metrics import Scores, score
 
 
-def _pyplot() -> Any:
+class Comparison(Protocol):
+    """What the comparison plot shows of a gate decision (``evaluate.GateDecision`` has it)."""
+
+    metric: str
+    challenger: float
+    champion: float | None
+    threshold: float
+    promote: bool
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (tasks never draw to a screen)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,9 +39,7 @@ def training_plots(
 
     ``scores`` (the held-out predictions already made for the metrics) avoids predicting again.
     """
-    from include.ct.evaluate import score
-
-    plt = _pyplot()
+    plt = pyplot()
     target = test[config.target]
     if scores is None:
         scores = score(config, model, test[config.feature_names])
@@ -72,13 +79,13 @@ def training_plots(
 
 def comparison_plot(
     config: PipelineConfig,
-    decision: GateDecision,
+    decision: Comparison,
     challenger_slices: dict[str, dict[str, float]],
     champion_slices: dict[str, dict[str, float]] | None,
     out: Path,
 ) -> Path:
     """Challenger against champion on the primary metric, overall and per slice."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = ["overall", *challenger_slices]
     challenger = [decision.challenger, *(v[decision.metric] for v in challenger_slices.values())]
     champion = [
@@ -100,5 +107,5 @@ def comparison_plot(
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path

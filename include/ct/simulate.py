@@ -1,6 +1,6 @@
 """Closed-loop simulation: replay a seeded stream of days through the CT logic and compare policies.
 
-Fast mode calls the library itself (GX validation suite, ``train.split``/``build_pipeline``,
+Fast mode calls the library itself (GX validation suite, ``pipeline_building.split``/``build_pipeline``,
 ``evaluate.decide``) without Airflow or MLflow, so the gate's behaviour under covariate drift, a
 concept change, a broken batch and late labels is measured against baselines on the same stream.
 The full mode (``bench/simulation.py``) runs the gated policy through real Airflow runs, an MLflow
@@ -29,8 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig, TrainingSpec, find_pipeline_config, metric_higher_is_better
-from include.ct.evaluate import GateDecision, compute_metrics, decide, slice_metrics
-from include.ct.train import build_pipeline, coerce_to_schema, split
+from include.ct.evaluate import GateDecision, decide
+from include.ct.metrics import compute_metrics, slice_metrics
+from include.ct.pipeline_building import build_pipeline, coerce_to_schema, split
 from include.ct.window import choose_window
 
 log = logging.getLogger(__name__)
@@ -340,7 +341,7 @@ class Answers:
         return lambda rows: proba.loc[rows.index].to_numpy()
 
 
-class _Scored(Answers):
+class Scored(Answers):
     """A fitted model's predictions on one frame, computed once (the same numbers as the model)."""
 
     def __init__(self, model: Any, frame: pd.DataFrame, features: list[str]) -> None:
@@ -368,12 +369,12 @@ def _gate(
 ) -> GateDecision:
     """The real gate (``evaluate.decide``) on challenger and champion scored on the same held-out rows."""
     features = config.feature_names
-    scored = _Scored(challenger, test, features)
+    scored = Scored(challenger, test, features)
     challenger_metrics = compute_metrics(config, scored, test[features], test[config.target])
     challenger_slices = slice_metrics(config, scored, test)
     if champion is None:
         return decide(config, challenger_metrics, challenger_slices, None, None)
-    incumbent = _Scored(champion, test, features)
+    incumbent = Scored(champion, test, features)
     return decide(
         config,
         challenger_metrics,
@@ -469,7 +470,7 @@ class LibraryPolicies:
         oracle_train, holdout = split(config, today.traffic)
         if ORACLE in self.policies:
             oracle = build_pipeline(config).fit(oracle_train[features], oracle_train[target])
-            oracle_value = _score(config, _Scored(oracle, holdout, features), holdout)
+            oracle_value = _score(config, Scored(oracle, holdout, features), holdout)
             records.append(
                 DayRecord(
                     policy=ORACLE,
@@ -488,8 +489,8 @@ class LibraryPolicies:
         # Score what each pipeline serves on today's traffic, before any retrain on today's data.
         scores: dict[str, tuple[float | None, float | None, float | None]] = {}
         for name, state in self.served.items():
-            on_traffic = None if state.model is None else _Scored(state.model, today.traffic, features)
-            replaced = None if state.replaced is None else _Scored(state.replaced, today.traffic, features)
+            on_traffic = None if state.model is None else Scored(state.model, today.traffic, features)
+            replaced = None if state.replaced is None else Scored(state.replaced, today.traffic, features)
             scores[name] = (
                 _score(config, on_traffic, today.traffic),
                 _score(config, on_traffic, holdout),
@@ -564,7 +565,7 @@ class LibraryPolicies:
             else:
                 outcome = "deployed"
                 gate = {
-                    "challenger_value": _score(config, _Scored(challenger, gate_test, features), gate_test)
+                    "challenger_value": _score(config, Scored(challenger, gate_test, features), gate_test)
                 }
             records.append(
                 DayRecord(
@@ -727,7 +728,8 @@ def run_fast(
     )
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A metric value for the reports: ``-`` when there is none."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -737,7 +739,7 @@ def _log_day(scenario: Scenario, day: int, records: list[DayRecord]) -> None:
         after = {"promoted": " +", "deployed": " +", "rejected": " x", "quarantined": " Q"}.get(
             record.outcome, ""
         )
-        parts.append(f"{record.policy} {_fmt(record.value)} v{record.served_version}{after}")
+        parts.append(f"{record.policy} {fmt(record.value)} v{record.served_version}{after}")
     events = f" [{', '.join(records[0].events)}]" if records and records[0].events else ""
     log.info("day %d/%d%s: %s", day, scenario.days, events, " | ".join(parts))
 
@@ -827,7 +829,7 @@ def claims(
             None,
         )
         days = None if recovered is None else recovered - change
-        first_gaps = ", ".join(_fmt(oracle_gap(r)) for r in after_change[: recovery_max_days + 3])
+        first_gaps = ", ".join(fmt(oracle_gap(r)) for r in after_change[: recovery_max_days + 3])
         out.append(
             Claim(
                 "recovery_days",
@@ -856,9 +858,9 @@ def claims(
             f"(mean over days {after}-{scenario.days}, same held-out rows)",
             holds=mean_gap is not None and mean_gap <= oracle_gap_max,
             value=mean_gap,
-            detail=f"mean gap {_fmt(mean_gap)}, worst day {_fmt(max(gaps, default=None))}"
+            detail=f"mean gap {fmt(mean_gap)}, worst day {fmt(max(gaps, default=None))}"
             + "".join(
-                f"; {label} ({_days(lo, hi)}) {_fmt(_mean([oracle_gap(r) for r in window]))}"
+                f"; {label} ({_days(lo, hi)}) {fmt(_mean([oracle_gap(r) for r in window]))}"
                 for label, lo, hi in periods(scenario)
                 if lo >= after and (window := [r for r in gated if lo <= r.day <= hi])
             ),
@@ -874,7 +876,7 @@ def claims(
             f"{after}-{scenario.days})",
             holds=margin is not None and margin > 0,
             value=margin,
-            detail=f"gated {_fmt(gated_mean)} vs level 0 {_fmt(level0_mean)} (difference {_fmt(margin)})",
+            detail=f"gated {fmt(gated_mean)} vs level 0 {fmt(level0_mean)} (difference {fmt(margin)})",
         )
     )
     return out
@@ -957,9 +959,9 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
     lines.append("|---|" + "---:|" * (len(spans) + 2))
     for name in POLICIES:
         rows = result.policy(name)
-        cells = [_fmt(_mean([r.value for r in rows if lo <= r.day <= hi])) for _, lo, hi in spans]
+        cells = [fmt(_mean([r.value for r in rows if lo <= r.day <= hi])) for _, lo, hi in spans]
         versions = "daily" if name == ORACLE else str(sum(r.outcome in NEW_MODEL_OUTCOMES for r in rows))
-        overall = _fmt(_mean([r.value for r in rows]))
+        overall = fmt(_mean([r.value for r in rows]))
         lines.append(f"| {POLICY_LABELS[name]} | {' | '.join(cells)} | {overall} | {versions} |")
     lines += ["", "## Plots", "", *(f"![{p.stem}]({p.name})" for p in plots), "", "## Gate decisions", ""]
     lines += ["| day | decision | reasons |", "|---:|---|---|"]
@@ -983,16 +985,16 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
         row = by_day[day]
         gate = row[GATED]
         if gate.outcome in ("promoted", "rejected"):
-            verdict = f"{'promote' if gate.outcome == 'promoted' else 'reject'} {_fmt(gate.challenger_value)}"
-            verdict += f" vs {_fmt(gate.champion_value)}" if gate.champion_value is not None else ""
+            verdict = f"{'promote' if gate.outcome == 'promoted' else 'reject'} {fmt(gate.challenger_value)}"
+            verdict += f" vs {fmt(gate.champion_value)}" if gate.champion_value is not None else ""
         else:
             verdict = gate.outcome
-        cells = [f"{_fmt(row[p].value)} v{row[p].served_version}" for p in (GATED,)]
+        cells = [f"{fmt(row[p].value)} v{row[p].served_version}" for p in (GATED,)]
         lines.append(
             f"| {day} | {', '.join(gate.events)} | {cells[0]} | {verdict} | {day_span(gate.training_days)} | "
-            f"{_fmt(row[ALWAYS_DEPLOY].value)} v{row[ALWAYS_DEPLOY].served_version} | "
-            f"{_fmt(row[LEVEL0].value)} v{row[LEVEL0].served_version} | {_fmt(row[ORACLE].value)} |"
-            + (f" {_fmt(gate.run_seconds, 0)} s |" if full else "")
+            f"{fmt(row[ALWAYS_DEPLOY].value)} v{row[ALWAYS_DEPLOY].served_version} | "
+            f"{fmt(row[LEVEL0].value)} v{row[LEVEL0].served_version} | {fmt(row[ORACLE].value)} |"
+            + (f" {fmt(gate.run_seconds, 0)} s |" if full else "")
         )
     report = out / REPORT_NAME
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -1037,7 +1039,7 @@ def _full_mode_lines(result: SimulationResult) -> list[str]:
         "",
         f"Timing: {result.seconds:.0f} s in all, {info.get('setup_seconds', 0):.0f} s of it starting "
         f"the services; {(result.seconds - info.get('setup_seconds', 0)) / days:.0f} s per simulated "
-        f"day; DAG runs median {_fmt(_median(runs), 0)} s, max {_fmt(max(runs, default=None), 0)} s"
+        f"day; DAG runs median {fmt(_median(runs), 0)} s, max {fmt(max(runs, default=None), 0)} s"
         + (
             f"; {info['cpu_seconds_per_day']:.0f} CPU-seconds per day (harness and DAG runs, not the servers)"
             if "cpu_seconds_per_day" in info
@@ -1059,9 +1061,9 @@ def _median(values: list[float]) -> float | None:
 
 def write_plots(result: SimulationResult, out_dir: Path) -> list[Path]:
     """Quality over time per policy and served version over time, events marked; returns the PNGs."""
-    from include.ct.plots import _pyplot
+    from include.ct.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     scenario = result.scenario
     styles = {GATED: "-", ALWAYS_DEPLOY: "--", LEVEL0: ":", ORACLE: "-."}
 

@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 
 from include.ct.config import PipelineConfig, metric_higher_is_better
+from include.ct.metrics import compute_metrics
+from include.ct.pipeline_building import build_pipeline, split
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,6 @@ def choose_window(config: PipelineConfig, snapshots: Sequence[pd.DataFrame]) -> 
     The probe is the newest ``training.test_size`` of the newest snapshot (time-aware when the
     pipeline has a timestamp); each candidate fits on its snapshots minus the probe.
     """
-    from include.ct.evaluate import compute_metrics
-    from include.ct.train import build_pipeline, split
 
     available = len(snapshots)
     candidates = candidate_windows(config, available)

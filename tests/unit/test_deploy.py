@@ -8,8 +8,8 @@ import pandas as pd
 from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.deploy import json_records
+from include.ct.pipeline_building import coerce_to_schema
 from include.ct.serving import record_model
-from include.ct.train import coerce_to_schema
 
 
 def test_integer_features_with_missing_values_go_out_as_integers(churn: PipelineConfig) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import BUNDLED_PIPELINES_DIR, PipelineConfig, load_pipeline_config
-from include.ct.evaluate import compute_metrics, slice_metrics
+from include.ct.metrics import compute_metrics, slice_metrics
+from include.ct.pipeline_building import build_pipeline, coerce_to_schema
 from include.ct.simulate import (
     ALWAYS_DEPLOY,
     BASELINES,
@@ -26,8 +27,8 @@ from include.ct.simulate import (
     LibraryPolicies,
     PipelineRun,
     Scenario,
+    Scored,
     SimulationResult,
-    _Scored,
     batch_day,
     claims,
     day_span,
@@ -40,7 +41,6 @@ from include.ct.simulate import (
     with_training,
     write_report,
 )
-from include.ct.train import build_pipeline, coerce_to_schema
 
 QUICK = {"max_iter": 60}
 # Twelve days with every event compressed into them; the concept change flips what drives churn.
@@ -181,7 +181,7 @@ def test_scored_model_gives_the_same_metrics_as_the_model(churn: PipelineConfig)
     model = (
         build_pipeline(churn).set_params(model__max_iter=30).fit(train[churn.feature_names], train["churned"])
     )
-    scored = _Scored(model, test, churn.feature_names)
+    scored = Scored(model, test, churn.feature_names)
     features, target = test[churn.feature_names], test["churned"]
     assert compute_metrics(churn, scored, features, target) == compute_metrics(churn, model, features, target)
     assert slice_metrics(churn, scored, test) == slice_metrics(churn, model, test)

@@ -8,8 +8,9 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
-from include.ct.evaluate import compute_metrics
-from include.ct.train import build_pipeline, coerce_to_schema, fit_pipeline, split
+from include.ct.metrics import compute_metrics
+from include.ct.pipeline_building import build_pipeline, coerce_to_schema, split
+from include.ct.train import fit_pipeline
 
 
 def test_time_aware_split_holds_out_the_newest_rows(churn: PipelineConfig) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
-from include.ct.train import coerce_to_schema
+from include.ct.pipeline_building import coerce_to_schema
 from include.ct.window import candidate_windows, choose_window
 
 
