@@ -178,18 +178,18 @@ def local_stack(work: Path, pipeline: str, pipelines_dir: Path | None = None) ->
 def run_stage(stage: str, pipeline: str, state: dict[str, Any]) -> dict[str, Any]:
     """Run one CT stage of ``pipeline`` as its operator does; returns ``state`` with its XCom added."""
     from include.ct.config import find_pipeline_config
-    from include.ct.registry import Lineage, code_version
+    from include.ct.registry.registry import Lineage, code_version
 
     config = find_pipeline_config(pipeline)
     run_id = state["run_id"]
     if stage == "extract":
-        from include.ct.extract import extract
+        from include.ct.data.extract import extract
 
         return {**state, "snapshot": extract(config).to_dict()}
     if stage == "validate":
-        from include.ct.drift import snapshot_value_skew
-        from include.ct.extract import Snapshot
-        from include.ct.validate import validate_snapshot
+        from include.ct.data.extract import Snapshot
+        from include.ct.data.validate import validate_snapshot
+        from include.ct.monitoring.drift import snapshot_value_skew
 
         snapshot = Snapshot.from_dict(state["snapshot"])
         outcome = validate_snapshot(config, snapshot)
@@ -221,7 +221,7 @@ def run_stage(stage: str, pipeline: str, state: dict[str, Any]) -> dict[str, Any
     if not state["decision"]["promote"]:
         return state  # the operators skip register and deploy when the gate rejects
     if stage == "register":
-        from include.ct.deploy import register_candidate
+        from include.ct.registry.deploy import register_candidate
 
         lineage = Lineage(**{**asdict(lineage), "data_version": trained["training_data_version"]})
         candidate = register_candidate(
@@ -233,7 +233,7 @@ def run_stage(stage: str, pipeline: str, state: dict[str, Any]) -> dict[str, Any
         )
         return {**state, "registered": candidate.to_dict()}
     if stage == "deploy":
-        from include.ct.deploy import ServiceClient, deploy_version
+        from include.ct.registry.deploy import ServiceClient, deploy_version
 
         service = ServiceClient.from_env()
         try:

@@ -139,12 +139,13 @@ def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -
 
 def train_two_versions() -> None:
     """Two registered versions of the bundled churn model; version 1 is the champion."""
-    from include.ct import datagen, registry
+    from include.ct import datagen
     from include.ct.config import find_pipeline_config
-    from include.ct.deploy import deploy_version, register_candidate
-    from include.ct.extract import extract
-    from include.ct.train import train_challenger
-    from include.ct.validate import validate_snapshot
+    from include.ct.data.extract import extract
+    from include.ct.data.validate import validate_snapshot
+    from include.ct.modeling.train import train_challenger
+    from include.ct.registry import registry
+    from include.ct.registry.deploy import deploy_version, register_candidate
 
     config = find_pipeline_config(PIPELINE)
     for day in (1, 2):
@@ -175,8 +176,8 @@ def swap_under_load(port: int, token: str, body: bytes, swaps: int) -> dict[str,
     """Load at concurrency 16 while the alias flips ``swaps`` times and the service reloads."""
     import httpx
 
-    from include.ct import registry
     from include.ct.config import find_pipeline_config
+    from include.ct.registry import registry
 
     config = find_pipeline_config(PIPELINE)
 

@@ -40,15 +40,16 @@ import pandas as pd
 import yaml
 
 from bench.serving import free_port, wait_for
-from include.ct import datagen, registry
+from include.ct import datagen
 from include.ct.config import (
     BUNDLED_PIPELINES_DIR,
     PipelineConfig,
     load_pipeline_config,
     metric_higher_is_better,
 )
-from include.ct.extract import BATCH_SUFFIXES, accepted_versions
-from include.ct.metrics import compute_metrics
+from include.ct.data.extract import BATCH_SUFFIXES, accepted_versions
+from include.ct.modeling.metrics import compute_metrics
+from include.ct.registry import registry
 from include.ct.simulate import (
     BASELINES,
     POLICIES,
@@ -518,7 +519,7 @@ def run_full(
     from mlflow import MlflowClient
     from threadpoolctl import threadpool_limits
 
-    from include.ct.pipeline_building import split
+    from include.ct.modeling.pipeline_building import split
 
     started = time.perf_counter()
     pipelines_dir = workdir / "pipelines"

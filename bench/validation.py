@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench.measure import summarize, write_result
 from include.ct.config import PipelineConfig, find_pipeline_config
-from include.ct.validate import FINITE_RULE, build_expectation_suite, validate_frame
+from include.ct.data.validate import FINITE_RULE, build_expectation_suite, validate_frame
 
 PIPELINE = "churn"
 

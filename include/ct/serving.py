@@ -29,9 +29,9 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from include.ct import registry
 from include.ct.config import FeatureSpec, PipelineConfig, iter_pipeline_configs
-from include.ct.prediction_log import PredictionLog, prediction_log_dir
+from include.ct.monitoring.prediction_log import PredictionLog, prediction_log_dir
+from include.ct.registry import registry
 
 if TYPE_CHECKING:
     import pandas as pd

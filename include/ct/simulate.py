@@ -29,10 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig, TrainingSpec, find_pipeline_config, metric_higher_is_better
-from include.ct.evaluate import GateDecision, decide
-from include.ct.metrics import compute_metrics, slice_metrics
-from include.ct.pipeline_building import build_pipeline, coerce_to_schema, split
-from include.ct.window import choose_window
+from include.ct.modeling.evaluate import GateDecision, decide
+from include.ct.modeling.metrics import compute_metrics, slice_metrics
+from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema, split
+from include.ct.modeling.window import choose_window
 
 log = logging.getLogger(__name__)
 
@@ -459,7 +459,7 @@ class LibraryPolicies:
 
     def step(self, today: DayBatch) -> list[DayRecord]:
         """Act on one day (days in order); returns one record per policy, oracle first."""
-        from include.ct.validate import validate_frame
+        from include.ct.data.validate import validate_frame
 
         config, features, target = self.config, self.config.feature_names, self.config.target
         day = today.day
@@ -1061,7 +1061,7 @@ def _median(values: list[float]) -> float | None:
 
 def write_plots(result: SimulationResult, out_dir: Path) -> list[Path]:
     """Quality over time per policy and served version over time, events marked; returns the PNGs."""
-    from include.ct.plots import pyplot
+    from include.ct.modeling.plots import pyplot
 
     plt = pyplot()
     scenario = result.scenario

@@ -29,12 +29,12 @@ STEPS = ("train", "evaluate")
 def run_step(step: str, config: PipelineConfig, request: dict[str, Any]) -> dict[str, Any]:
     """Run ``step`` for ``config`` with the operator's ``request``; returns the step's XCom."""
     if step == "train":
-        from include.ct.registry import Lineage
-        from include.ct.train import train_challenger
+        from include.ct.modeling.train import train_challenger
+        from include.ct.registry.registry import Lineage
 
         return train_challenger(config, Lineage(**request["lineage"])).to_dict()
     if step == "evaluate":
-        from include.ct.evaluate import evaluate_challenger
+        from include.ct.modeling.evaluate import evaluate_challenger
 
         decision = evaluate_challenger(
             config,

@@ -55,8 +55,8 @@ class DeployApprovalOperator(ApprovalOperator):
 
     def _record(self, decision: str, reason: str) -> None:
         from include.ct.config import find_pipeline_config
-        from include.ct.deploy import DECISION, DECISION_REASON
-        from include.ct.registry import set_version_tags
+        from include.ct.registry.deploy import DECISION, DECISION_REASON
+        from include.ct.registry.registry import set_version_tags
 
         version = str(self.registered["version"])
         tags = {"ct.approval": reason}

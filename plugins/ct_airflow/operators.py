@@ -42,7 +42,7 @@ def trigger_of(context: Context) -> tuple[str, str]:
 
 
 def _lineage(pipeline: str, context: Context, data_version: str) -> Any:
-    from include.ct.registry import Lineage, code_version
+    from include.ct.registry.registry import Lineage, code_version
 
     dag_run = context["dag_run"]
     kind, reason = trigger_of(context)
@@ -109,7 +109,7 @@ class ExtractBatchesOperator(_PipelineOperator):
         self.force = force
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.ct.extract import NoNewDataError, extract
+        from include.ct.data.extract import NoNewDataError, extract
 
         force = str(self.force).lower() in ("true", "1", "yes")
         kind, reason = trigger_of(context)
@@ -127,7 +127,7 @@ class ExtractBatchesOperator(_PipelineOperator):
         """Land this run's window; exact-interval runs then snapshot only that window's file."""
         from airflow.sdk import BaseHook
 
-        from include.ct.extract import land_sql_window, sql_batch_name, sql_window
+        from include.ct.data.extract import land_sql_window, sql_batch_name, sql_window
 
         dag_run = context["dag_run"]
         run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
@@ -157,9 +157,9 @@ class ValidateDataOperator(_SnapshotOperator):
     ui_color = "#fdf1e8"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.ct.drift import snapshot_value_skew
-        from include.ct.extract import Snapshot
-        from include.ct.validate import DataValidationError, validate_snapshot
+        from include.ct.data.extract import Snapshot
+        from include.ct.data.validate import DataValidationError, validate_snapshot
+        from include.ct.monitoring.drift import snapshot_value_skew
 
         config = self.load_config()
         snapshot = Snapshot.from_dict(self.snapshot)
@@ -321,7 +321,7 @@ class RegisterModelOperator(_PipelineOperator):
         self.decision = decision
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.ct.deploy import InfraValidationError, register_candidate
+        from include.ct.registry.deploy import InfraValidationError, register_candidate
 
         config = self.load_config()
         if not self.decision.get("promote"):
@@ -380,7 +380,7 @@ class DeployModelOperator(_PipelineOperator):
         self.ct_serving_conn_id = ct_serving_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.ct.deploy import DeploymentError, deploy_version
+        from include.ct.registry.deploy import DeploymentError, deploy_version
 
         config = self.load_config()
         version = str(self.registered["version"])
@@ -431,8 +431,8 @@ class RollbackChampionOperator(_PipelineOperator):
         self.ct_serving_conn_id = ct_serving_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.ct.deploy import rollback_champion
-        from include.ct.registry import model_version_url
+        from include.ct.registry.deploy import rollback_champion
+        from include.ct.registry.registry import model_version_url
 
         config = self.load_config()
         target = str(self.version or "").strip() or None
@@ -457,7 +457,7 @@ class MonitorOperator(_PipelineOperator):
     ui_color = "#e8fdf5"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.ct.monitor import assess, record
+        from include.ct.monitoring.monitor import assess, record
 
         config = self.load_config()
         report = assess(config)

@@ -47,18 +47,18 @@ DAG_MODULES = (
 # The library modules the operators call.
 PIPELINE_MODULES = (
     *DAG_MODULES,
-    "include.ct.arrival",
-    "include.ct.extract",
-    "include.ct.validate",
-    "include.ct.data_docs",
-    "include.ct.drift",
+    "include.ct.data.arrival",
+    "include.ct.data.extract",
+    "include.ct.data.validate",
+    "include.ct.data.data_docs",
+    "include.ct.monitoring.drift",
     "include.ct.steps",
-    "include.ct.train",
-    "include.ct.evaluate",
-    "include.ct.plots",
-    "include.ct.registry",
-    "include.ct.deploy",
-    "include.ct.monitor",
+    "include.ct.modeling.train",
+    "include.ct.modeling.evaluate",
+    "include.ct.modeling.plots",
+    "include.ct.registry.registry",
+    "include.ct.registry.deploy",
+    "include.ct.monitoring.monitor",
 )
 
 

@@ -2,7 +2,7 @@
 
 ``NewBatchTrigger`` (files in the landing zone) and ``NewRowsTrigger`` (rows in a SQL source
 table) are event triggers: attached to an Asset through an ``AssetWatcher`` they turn each
-arrival into an Asset event, which schedules ``ct_<name>``. The logic is in ``include.ct.arrival``.
+arrival into an Asset event, which schedules ``ct_<name>``. The logic is in ``include.ct.data.arrival``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class NewBatchTrigger(BaseEventTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from include.ct.arrival import watch_landing
+        from include.ct.data.arrival import watch_landing
 
         arrivals = watch_landing(
             self.pipeline, poll_seconds=self.poll_seconds, settle_seconds=self.settle_seconds
@@ -68,8 +68,8 @@ class NewRowsTrigger(BaseEventTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from include.ct.arrival import announce_new_rows
         from include.ct.config import find_pipeline_config
+        from include.ct.data.arrival import announce_new_rows
 
         engine: Any = None
         try:

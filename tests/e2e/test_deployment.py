@@ -18,9 +18,10 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from include.ct import datagen, registry
+from include.ct import datagen
 from include.ct.config import find_pipeline_config
-from include.ct.prediction_log import read_prediction_log
+from include.ct.monitoring.prediction_log import read_prediction_log
+from include.ct.registry import registry
 from include.ct.serving import sample_records
 from testbed.services import (
     REPO_ROOT,
@@ -183,7 +184,7 @@ def test_too_slow_candidate_is_rolled_back_automatically(
 ) -> None:
     from sklearn.pipeline import Pipeline
 
-    from include.ct import train
+    from include.ct.modeling import train
     from tests.helpers.broken_models import SlowTransformer
 
     real_build = train.build_pipeline

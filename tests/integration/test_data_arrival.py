@@ -20,7 +20,7 @@ import sqlalchemy
 
 from include.ct import datagen
 from include.ct.config import find_pipeline_config
-from include.ct.extract import sql_watermark
+from include.ct.data.extract import sql_watermark
 from include.ct.storage import pipeline_paths
 from testbed.airflow_stack import AirflowStack, airflow_stack
 from testbed.services import REPO_ROOT, MlflowServer, copy_config, throwaway_database

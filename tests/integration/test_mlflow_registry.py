@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from include.ct import datagen, registry
+from include.ct import datagen
 from include.ct.config import find_pipeline_config
-from include.ct.deploy import DeployResult, deploy_version, register_candidate
-from include.ct.extract import accepted_versions, extract
-from include.ct.train import train_challenger
-from include.ct.validate import validate_snapshot
+from include.ct.data.extract import accepted_versions, extract
+from include.ct.data.validate import validate_snapshot
+from include.ct.modeling.train import train_challenger
+from include.ct.registry import registry
+from include.ct.registry.deploy import DeployResult, deploy_version, register_candidate
 from testbed.services import MlflowServer
 
 pytestmark = pytest.mark.integration

@@ -13,15 +13,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from include.ct import datagen, registry
+from include.ct import datagen
 from include.ct.config import PipelineConfig, find_pipeline_config
-from include.ct.deploy import deploy_version, json_records, register_candidate
-from include.ct.extract import extract
-from include.ct.monitor import assess
-from include.ct.prediction_log import PredictionLog
+from include.ct.data.extract import extract
+from include.ct.data.validate import validate_snapshot
+from include.ct.modeling.train import train_challenger
+from include.ct.monitoring.monitor import assess
+from include.ct.monitoring.prediction_log import PredictionLog
+from include.ct.registry import registry
+from include.ct.registry.deploy import deploy_version, json_records, register_candidate
 from include.ct.serving import load_served_model
-from include.ct.train import train_challenger
-from include.ct.validate import validate_snapshot
 from testbed.services import MlflowServer
 from tests.helpers.airflow_runs import run_dag
 

@@ -14,10 +14,10 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
-from include.ct.extract import extract
-from include.ct.inventory import batch_inventory
+from include.ct.data.extract import extract
+from include.ct.data.inventory import batch_inventory
+from include.ct.data.validate import DataValidationError, validate_snapshot
 from include.ct.storage import pipeline_paths
-from include.ct.validate import DataValidationError, validate_snapshot
 from tests.reliability.conftest import Ledger
 
 

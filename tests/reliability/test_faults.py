@@ -16,13 +16,14 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from include.ct import datagen, registry
+from include.ct import datagen
 from include.ct.config import PipelineConfig, find_pipeline_config
-from include.ct.deploy import deploy_version, register_candidate
-from include.ct.extract import extract
+from include.ct.data.extract import extract
+from include.ct.data.validate import validate_snapshot
+from include.ct.modeling.train import train_challenger
+from include.ct.registry import registry
+from include.ct.registry.deploy import deploy_version, register_candidate
 from include.ct.serving import sample_records
-from include.ct.train import train_challenger
-from include.ct.validate import validate_snapshot
 from testbed.services import start_mlflow_server, start_prediction_service, stop, wait_for_http
 from tests.reliability.conftest import Ledger
 

@@ -21,7 +21,7 @@ from schemathesis.checks import not_a_server_error
 
 from include.ct import datagen
 from include.ct.config import BUNDLED_PIPELINES_DIR, PipelineConfig, load_pipeline_config
-from include.ct.pipeline_building import build_pipeline, coerce_to_schema
+from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema
 from include.ct.serving import ServedModel, ServingSettings, create_app
 from testbed.services import free_port
 from tests.reliability.conftest import Ledger

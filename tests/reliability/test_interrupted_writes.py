@@ -14,10 +14,10 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import BUNDLED_PIPELINES_DIR, load_pipeline_config
-from include.ct.extract import accepted_versions, extract, load_training_data
-from include.ct.inventory import batch_inventory
+from include.ct.data.extract import accepted_versions, extract, load_training_data
+from include.ct.data.inventory import batch_inventory
+from include.ct.data.validate import validate_snapshot
 from include.ct.storage import pipeline_paths
-from include.ct.validate import validate_snapshot
 from testbed.services import REPO_ROOT
 from tests.reliability.conftest import Ledger
 
@@ -26,7 +26,7 @@ KILLED_EXTRACT = """
 import os, signal
 import pandas as pd
 from include.ct.config import BUNDLED_PIPELINES_DIR, load_pipeline_config
-from include.ct.extract import extract
+from include.ct.data.extract import extract
 
 write = pd.DataFrame.to_parquet
 calls = []

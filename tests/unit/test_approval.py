@@ -48,7 +48,7 @@ def test_answer_is_tagged_on_the_version(
 ) -> None:
     recorded: list[tuple[str, str, dict[str, str]]] = []
     monkeypatch.setattr(
-        "include.ct.registry.set_version_tags",
+        "include.ct.registry.registry.set_version_tags",
         lambda config, version, tags: recorded.append((config.name, version, tags)),
     )
     operator = DeployApprovalOperator(

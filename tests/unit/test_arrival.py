@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from include.ct import datagen
-from include.ct.arrival import announce_new_batches, announce_new_rows, read_ledger
 from include.ct.config import PipelineConfig
+from include.ct.data.arrival import announce_new_batches, announce_new_rows, read_ledger
 from include.ct.storage import pipeline_paths
 
 DAY0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -75,7 +75,7 @@ def test_new_sql_rows_are_announced_once_and_extracted_incrementally(
     """The SQL watcher announces rows past the watermark once; the run then extracts them all."""
     import sqlalchemy
 
-    from include.ct.extract import land_sql_window, sql_window
+    from include.ct.data.extract import land_sql_window, sql_window
 
     engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'events.db'}")
     query = "SELECT * FROM events WHERE event_time >= :start AND event_time < :end"
@@ -163,7 +163,7 @@ def _first_arrival(
     """Start the landing watch, land a batch, return what it announced and the batch's name."""
     import asyncio
 
-    from include.ct.arrival import watch_landing
+    from include.ct.data.arrival import watch_landing
 
     async def scenario() -> tuple[list[str], str]:
         arrivals = watch_landing(churn.name, poll_seconds=poll_seconds, settle_seconds=0)

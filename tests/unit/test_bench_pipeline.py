@@ -10,8 +10,8 @@ import pytest
 from bench import workload
 from bench.pipeline import growth_exponent, merge_results
 from include.ct.config import load_pipeline_config
-from include.ct.pipeline_building import build_pipeline, coerce_to_schema
-from include.ct.train import fit_pipeline, training_matrix
+from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema
+from include.ct.modeling.train import fit_pipeline, training_matrix
 
 
 def test_growth_exponent_of_linear_and_quadratic_growth() -> None:

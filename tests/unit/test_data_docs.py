@@ -10,9 +10,9 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
-from include.ct.extract import extract
+from include.ct.data.extract import extract
+from include.ct.data.validate import DataValidationError, validate_frame, validate_snapshot
 from include.ct.storage import pipeline_paths
-from include.ct.validate import DataValidationError, validate_frame, validate_snapshot
 
 GX_STATIC = pathlib.Path(gx.__file__).parent / "render" / "view" / "static"
 

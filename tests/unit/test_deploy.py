@@ -7,8 +7,8 @@ import pandas as pd
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
-from include.ct.deploy import json_records
-from include.ct.pipeline_building import coerce_to_schema
+from include.ct.modeling.pipeline_building import coerce_to_schema
+from include.ct.registry.deploy import json_records
 from include.ct.serving import record_model
 
 

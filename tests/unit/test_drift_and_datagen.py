@@ -8,7 +8,7 @@ import pandas as pd
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
-from include.ct.drift import drifted_features, feature_drift, read_features, reference_profile
+from include.ct.monitoring.drift import drifted_features, feature_drift, read_features, reference_profile
 
 
 def test_generator_is_seeded_and_realistic() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from include.ct.config import PipelineConfig
-from include.ct.evaluate import decide
+from include.ct.modeling.evaluate import decide
 
 
 def config_with(churn: PipelineConfig, **promotion: float) -> PipelineConfig:

@@ -10,7 +10,7 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
-from include.ct.extract import NoNewDataError, extract, land_sql_window, pending_batches
+from include.ct.data.extract import NoNewDataError, extract, land_sql_window, pending_batches
 from include.ct.storage import pipeline_paths
 
 

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
-from include.ct.pipeline_building import build_pipeline, coerce_to_schema
-from include.ct.prediction_log import read_prediction_log
+from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema
+from include.ct.monitoring.prediction_log import read_prediction_log
 from include.ct.serving import ServedModel, ServingSettings, create_app, records_frame, sample_records
 
 TOKEN = "unit-test-token"
@@ -155,7 +155,7 @@ def test_every_prediction_reaches_the_log(churn: PipelineConfig, tmp_path: Path)
 def test_request_frame_matches_training_dtypes_and_values(churn: PipelineConfig) -> None:
     import pandas as pd
 
-    from include.ct.pipeline_building import coerce_features
+    from include.ct.modeling.pipeline_building import coerce_features
 
     records = sample_records(churn, 20)
     records[0]["monthly_fee"] = None

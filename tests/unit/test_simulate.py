@@ -12,8 +12,8 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import BUNDLED_PIPELINES_DIR, PipelineConfig, load_pipeline_config
-from include.ct.metrics import compute_metrics, slice_metrics
-from include.ct.pipeline_building import build_pipeline, coerce_to_schema
+from include.ct.modeling.metrics import compute_metrics, slice_metrics
+from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema
 from include.ct.simulate import (
     ALWAYS_DEPLOY,
     BASELINES,

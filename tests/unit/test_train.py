@@ -8,9 +8,9 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
-from include.ct.metrics import compute_metrics
-from include.ct.pipeline_building import build_pipeline, coerce_to_schema, split
-from include.ct.train import fit_pipeline
+from include.ct.modeling.metrics import compute_metrics
+from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema, split
+from include.ct.modeling.train import fit_pipeline
 
 
 def test_time_aware_split_holds_out_the_newest_rows(churn: PipelineConfig) -> None:
@@ -70,7 +70,7 @@ def test_dataset_schema_matches_mlflows_own_inference_without_reading_every_valu
 ) -> None:
     from mlflow.types.utils import _infer_schema
 
-    from include.ct import train as train_module
+    from include.ct.modeling import train as train_module
 
     monkeypatch.setattr(train_module, "SCHEMA_SAMPLE_ROWS", 50)
     frame = coerce_to_schema(churn, datagen.churn_batch(400, day=1))

@@ -11,14 +11,14 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
-from include.ct.extract import accepted_versions, extract
-from include.ct.storage import pipeline_paths
-from include.ct.validate import (
+from include.ct.data.extract import accepted_versions, extract
+from include.ct.data.validate import (
     DataValidationError,
     build_expectation_suite,
     validate_frame,
     validate_snapshot,
 )
+from include.ct.storage import pipeline_paths
 
 
 def test_suite_covers_the_schema(churn: PipelineConfig) -> None:
@@ -143,7 +143,7 @@ def test_complete_result_format_still_checks_a_nullable_column(
     churn: PipelineConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # COMPLETE asks GX for the offending rows' index too: the same failure, described the same.
-    from include.ct import validate
+    from include.ct.data import validate
 
     monkeypatch.setattr(validate, "RESULT_FORMAT", {"result_format": "COMPLETE"})
     frame = _fees_with_nulls_and_two_out_of_range(churn)

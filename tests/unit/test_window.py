@@ -7,8 +7,8 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
-from include.ct.pipeline_building import coerce_to_schema
-from include.ct.window import candidate_windows, choose_window
+from include.ct.modeling.pipeline_building import coerce_to_schema
+from include.ct.modeling.window import candidate_windows, choose_window
 
 
 def with_recent_windows(config: PipelineConfig, windows: list[int], margin: float = 0.01) -> PipelineConfig:

@@ -15,7 +15,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 if TYPE_CHECKING:
-    from include.ct.deploy import ServiceClient
+    from include.ct.registry.deploy import ServiceClient
 
 
 def service_url(host: str | None, port: int | None = None, schema: str | None = None) -> str | None:
@@ -44,7 +44,7 @@ class PredictionServiceHook(BaseHook):
 
     def get_conn(self) -> ServiceClient | None:
         """A client of the service; None where neither the connection nor the variables name one."""
-        from include.ct.deploy import ServiceClient
+        from include.ct.registry.deploy import ServiceClient
 
         try:
             connection = self.get_connection(self.ct_serving_conn_id)

@@ -15,11 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-from include.ct import registry
 from include.ct.config import PipelineConfig, metric_higher_is_better
-from include.ct.metrics import metrics_of_scores, score, slice_metrics
-from include.ct.pipeline_building import coerce_to_schema
-from include.ct.plots import comparison_plot
+from include.ct.modeling.metrics import metrics_of_scores, score, slice_metrics
+from include.ct.modeling.pipeline_building import coerce_to_schema
+from include.ct.modeling.plots import comparison_plot
+from include.ct.registry import registry
 
 log = logging.getLogger(__name__)
 

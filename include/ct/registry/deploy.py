@@ -17,8 +17,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from include.ct import registry
 from include.ct.config import IMPORT_ROOT, PipelineConfig
+from include.ct.registry import registry
 
 if TYPE_CHECKING:
     import httpx

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from include.ct.config import FeatureSpec, PipelineConfig
-from include.ct.extract import Snapshot
+from include.ct.data.extract import Snapshot
 from include.ct.storage import file_sha256, move_file, pipeline_paths, write_json_atomic
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ class SuiteRunner:
         self.context = ephemeral_context()
         self.docs_dir = docs_dir
         if docs_dir is not None:
-            from include.ct import data_docs
+            from include.ct.data import data_docs
 
             data_docs.add_site(self.context, docs_dir)
         self.suite = self.context.suites.add(build_expectation_suite(config))
@@ -266,7 +266,7 @@ class SuiteRunner:
     def build_data_docs(self) -> None:
         """Render every batch validated so far into the Data Docs site, if there is one."""
         if self.docs_dir is not None and self.results:
-            from include.ct import data_docs
+            from include.ct.data import data_docs
 
             data_docs.render(self.context, self.results)
 

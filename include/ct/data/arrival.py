@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from include.ct.config import PipelineConfig, find_pipeline_config
-from include.ct.extract import EPOCH, pending_batches, sql_watermark
+from include.ct.data.extract import EPOCH, pending_batches, sql_watermark
 from include.ct.storage import pipeline_paths, write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from include.ct import registry
 from include.ct.config import PipelineConfig, metric_higher_is_better
-from include.ct.drift import feature_drift, numeric_shares
-from include.ct.extract import pending_batches, read_batch
-from include.ct.prediction_log import read_prediction_log
+from include.ct.data.extract import pending_batches, read_batch
+from include.ct.monitoring.drift import feature_drift, numeric_shares
+from include.ct.monitoring.prediction_log import read_prediction_log
+from include.ct.registry import registry
 from include.ct.storage import data_dir, pipeline_paths, write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from include.ct import registry
 from include.ct.config import PipelineConfig
-from include.ct.drift import reference_profile
-from include.ct.extract import accepted_set_version, load_training_snapshots
-from include.ct.metrics import metrics_of_scores, score
-from include.ct.pipeline_building import build_pipeline, coerce_to_schema, split
-from include.ct.plots import training_plots
+from include.ct.data.extract import accepted_set_version, load_training_snapshots
+from include.ct.modeling.metrics import metrics_of_scores, score
+from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema, split
+from include.ct.modeling.plots import training_plots
+from include.ct.modeling.window import WindowChoice, choose_window
+from include.ct.monitoring.drift import reference_profile
+from include.ct.registry import registry
 from include.ct.storage import pipeline_paths, write_json_atomic
-from include.ct.window import WindowChoice, choose_window
 
 log = logging.getLogger(__name__)
 

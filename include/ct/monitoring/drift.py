@@ -14,7 +14,7 @@ import pandas as pd
 from include.ct.config import PipelineConfig
 
 if TYPE_CHECKING:
-    from include.ct.extract import Snapshot
+    from include.ct.data.extract import Snapshot
 
 BINS = 10
 EPSILON = 1e-4
@@ -110,7 +110,7 @@ def snapshot_value_skew(config: PipelineConfig, snapshot: Snapshot) -> dict[str,
 
 def value_skew_against_champion(config: PipelineConfig, frame: pd.DataFrame) -> dict[str, Any]:
     """PSI of ``frame`` against the serving champion's training reference (recorded, not gating)."""
-    from include.ct import registry
+    from include.ct.registry import registry
 
     champion = registry.get_champion(config)
     if champion is None or not champion.run_id:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from include.ct.config import PipelineConfig
-from include.ct.extract import pending_batches
+from include.ct.data.extract import pending_batches
 from include.ct.storage import pipeline_paths
 
 REPORT_SUFFIX = ".report.json"

@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 
 from include.ct.config import PipelineConfig, metric_higher_is_better
-from include.ct.metrics import compute_metrics
-from include.ct.pipeline_building import build_pipeline, split
+from include.ct.modeling.metrics import compute_metrics
+from include.ct.modeling.pipeline_building import build_pipeline, split
 
 log = logging.getLogger(__name__)
 

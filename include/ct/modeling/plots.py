@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from include.ct.config import PipelineConfig
-from include.ct.metrics import Scores, score
+from include.ct.modeling.metrics import Scores, score
 
 
 class Comparison(Protocol):

@@ -1,0 +1,1 @@
+"""Data: extract batches into snapshots, watch for arrivals, validate with GX, report."""

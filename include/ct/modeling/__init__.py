@@ -1,0 +1,1 @@
+"""Modeling: pipeline building, metrics, training window, train, evaluate, plots."""

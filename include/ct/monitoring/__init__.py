@@ -1,0 +1,1 @@
+"""Monitoring: drift, live quality from the prediction log, retraining decisions."""

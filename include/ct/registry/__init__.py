@@ -1,0 +1,1 @@
+"""Registry: model versions in MLflow (lineage, aliases) and their deployment."""
