@@ -88,7 +88,7 @@ run: install
 # CT_SERVING_PORT (8000), CT_SERVING_HOST (127.0.0.1), CT_SERVING_RELOAD_TOKEN.
 serve: install
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:5000} OMP_NUM_THREADS=1 \
-	  $(PY) -m include.ct.serving serve
+	  $(PY) -m include.ct_serving serve
 
 data: install
 	$(PY) -m include.ct.datagen churn

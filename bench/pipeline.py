@@ -152,7 +152,7 @@ def local_stack(work: Path, pipeline: str, pipelines_dir: Path | None = None) ->
         wait_for(f"http://127.0.0.1:{mlflow_port}/health", processes[0], timeout=300)
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "include.ct.serving", "serve"],
+                [sys.executable, "-m", "include.ct_serving", "serve"],
                 env={
                     **os.environ,
                     "CT_SERVING_HOST": "127.0.0.1",

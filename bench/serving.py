@@ -310,7 +310,7 @@ def main() -> int:
     ours_port, mlflow_port = free_port(), free_port()
     bin_dir = Path(sys.executable).parent
     ours = subprocess.Popen(
-        [sys.executable, "-m", "include.ct.serving", "serve", "--port", str(ours_port)],
+        [sys.executable, "-m", "include.ct_serving", "serve", "--port", str(ours_port)],
         env={
             **os.environ,
             "CT_SERVING_RELOAD_TOKEN": token,
@@ -345,7 +345,7 @@ def main() -> int:
         wait_for(f"http://127.0.0.1:{ours_port}/ready", ours)
         wait_for(f"http://127.0.0.1:{mlflow_port}/ping", theirs)
         from include.ct.config import find_pipeline_config
-        from include.ct.serving import sample_records
+        from include.ct.registry.served_model import sample_records
 
         records = sample_records(find_pipeline_config(PIPELINE), 100)
         gc.collect()

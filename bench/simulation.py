@@ -40,7 +40,6 @@ import pandas as pd
 import yaml
 
 from bench.serving import free_port, wait_for
-from include.ct import datagen
 from include.ct.config import (
     BUNDLED_PIPELINES_DIR,
     PipelineConfig,
@@ -48,6 +47,7 @@ from include.ct.config import (
     metric_higher_is_better,
 )
 from include.ct.data.extract import BATCH_SUFFIXES, accepted_versions
+from include.ct.data.samples import EPOCH
 from include.ct.modeling.metrics import compute_metrics
 from include.ct.registry import registry
 from include.ct.simulate import (
@@ -216,7 +216,7 @@ def running_stack(workdir: Path, pipelines_dir: Path) -> Iterator[Stack]:
         wait_for(f"{stack.mlflow_url}/health", stack.processes["mlflow"], timeout=300)
         stack.start(
             "serving",
-            [sys.executable, "-m", "include.ct.serving", "serve"],
+            [sys.executable, "-m", "include.ct_serving", "serve"],
             {
                 "CT_SERVING_HOST": "127.0.0.1",
                 "CT_SERVING_PORT": str(serving_port),
@@ -587,7 +587,7 @@ def run_full(
                 arrived = f"batches of days {', '.join(str(b.day) for b in landed)} arrived" if landed else ""
                 reason = f"simulation day {day}" + (f": {arrived}" if arrived else ": nothing new")
                 quarantined_before = set(quarantine_reports(sim_config))
-                logical_date = datagen.EPOCH + timedelta(days=day + 1)  # after the day's events
+                logical_date = EPOCH + timedelta(days=day + 1)  # after the day's events
                 output = stack.logs / f"day_{day:04d}.log"
                 exit_code = stack.run(
                     "airflow-dags-test",

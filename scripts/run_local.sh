@@ -74,7 +74,7 @@ if [ -z "$(find "$CT_DATA_DIR" -name 'day_*' -print -quit 2>/dev/null)" ]; then
 fi
 
 echo "Starting the prediction service on http://127.0.0.1:$SERVING_PORT (log: $RUN_DIR/serving.log)"
-OMP_NUM_THREADS=1 "$BIN/python" -m include.ct.serving serve >"$RUN_DIR/serving.log" 2>&1 &
+OMP_NUM_THREADS=1 "$BIN/python" -m include.ct_serving serve >"$RUN_DIR/serving.log" 2>&1 &
 pids+=($!)
 
 echo "Starting Airflow standalone on http://localhost:$AIRFLOW_PORT (log: $RUN_DIR/airflow.log)"

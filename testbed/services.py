@@ -151,7 +151,7 @@ def copy_config(source: Path, folder: Path, filename: str | None = None, **repla
 
 @dataclass
 class PredictionService:
-    """A running prediction service process (``python -m include.ct.serving``) on loopback."""
+    """A running prediction service process (``python -m include.ct_serving``) on loopback."""
 
     url: str
     token: str
@@ -166,7 +166,7 @@ def start_prediction_service(root: Path, env: dict[str, str]) -> PredictionServi
     token = uuid.uuid4().hex
     log_path = root / "serving.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "include.ct.serving", "serve", "--port", str(port)],
+        [sys.executable, "-m", "include.ct_serving", "serve", "--port", str(port)],
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
         cwd=REPO_ROOT,

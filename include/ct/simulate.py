@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig, TrainingSpec, find_pipeline_config, metric_higher_is_better
+from include.ct.data.samples import schema_batch
 from include.ct.modeling.evaluate import GateDecision, decide
 from include.ct.modeling.metrics import compute_metrics, slice_metrics
 from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema, split
@@ -195,7 +196,7 @@ def day_batch(config: PipelineConfig, scenario: Scenario, day: int) -> DayBatch:
     elif concept > 0:
         raise ValueError(f"the generator for '{config.name}' has no concept change: set concept_day=None")
     else:
-        raw = datagen.schema_batch(config, scenario.rows_per_day, day=day, seed=scenario.seed, drift=drift)
+        raw = schema_batch(config, scenario.rows_per_day, day=day, seed=scenario.seed, drift=drift)
     columns = [
         *config.features,
         config.target,
@@ -1028,7 +1029,7 @@ def _full_mode_lines(result: SimulationResult) -> list[str]:
         "Full mode: the **gated** policy is the real pipeline `"
         + str(info.get("pipeline", result.pipeline))
         + "`. Each day the day's traffic is sent to the prediction service process "
-        "(`python -m include.ct.serving serve`, `POST /v1/models/<name>/predict`) and scored on "
+        "(`python -m include.ct_serving serve`, `POST /v1/models/<name>/predict`) and scored on "
         "its answers; then the batches whose labels arrived land as CSV files in the landing "
         "zone and one real Airflow run (`airflow dags test`, SQLite metadata DB) extracts, "
         "validates, trains, evaluates, gates, registers and deploys against a `mlflow server` "

@@ -22,7 +22,7 @@ from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.monitoring.prediction_log import read_prediction_log
 from include.ct.registry import registry
-from include.ct.serving import sample_records
+from include.ct.registry.served_model import sample_records
 from testbed.services import (
     REPO_ROOT,
     MlflowServer,

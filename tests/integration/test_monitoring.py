@@ -22,7 +22,7 @@ from include.ct.monitoring.monitor import assess
 from include.ct.monitoring.prediction_log import PredictionLog
 from include.ct.registry import registry
 from include.ct.registry.deploy import deploy_version, json_records, register_candidate
-from include.ct.serving import load_served_model
+from include.ct.registry.served_model import load_served_model
 from testbed.services import MlflowServer
 from tests.helpers.airflow_runs import run_dag
 

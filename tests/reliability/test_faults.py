@@ -23,7 +23,7 @@ from include.ct.data.validate import validate_snapshot
 from include.ct.modeling.train import train_challenger
 from include.ct.registry import registry
 from include.ct.registry.deploy import deploy_version, register_candidate
-from include.ct.serving import sample_records
+from include.ct.registry.served_model import sample_records
 from testbed.services import start_mlflow_server, start_prediction_service, stop, wait_for_http
 from tests.reliability.conftest import Ledger
 

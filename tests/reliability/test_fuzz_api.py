@@ -22,7 +22,9 @@ from schemathesis.checks import not_a_server_error
 from include.ct import datagen
 from include.ct.config import BUNDLED_PIPELINES_DIR, PipelineConfig, load_pipeline_config
 from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema
-from include.ct.serving import ServedModel, ServingSettings, create_app
+from include.ct.registry.served_model import ServedModel
+from include.ct_serving.app import create_app
+from include.ct_serving.settings import ServingSettings
 from testbed.services import free_port
 from tests.reliability.conftest import Ledger
 
@@ -120,7 +122,7 @@ FEATURE_VALUES = st.one_of(
 
 def _records(config: PipelineConfig) -> st.SearchStrategy[list[dict[str, Any]]]:
     """Batches mixing valid records, valid records with one field broken, and random dicts."""
-    from include.ct.serving import sample_records
+    from include.ct.registry.served_model import sample_records
 
     valid = sample_records(config, 20)
     names = [*config.feature_names, "unknown_field", config.target]
@@ -177,7 +179,7 @@ def test_hypothesis_records_never_crash_the_service_and_memory_stays_bounded(
 
 
 def test_fuzzed_service_is_still_serving_the_same_answers(live_service: LiveService) -> None:
-    from include.ct.serving import sample_records
+    from include.ct.registry.served_model import sample_records
 
     records = sample_records(live_service.config, 5)
     first = httpx.post(f"{live_service.url}/v1/models/churn/predict", json={"records": records}, timeout=30)

@@ -98,7 +98,8 @@ def test_airflow_and_mlflow_require_a_login(reliability: Ledger) -> None:
 def test_prediction_service_takes_no_model_location_from_requests(reliability: Ledger) -> None:
     """Models come only from the configured registry: no endpoint accepts a URI, path or version."""
     from include.ct.config import BUNDLED_PIPELINES_DIR, load_pipeline_config
-    from include.ct.serving import ServingSettings, create_app
+    from include.ct_serving.app import create_app
+    from include.ct_serving.settings import ServingSettings
 
     config = load_pipeline_config(BUNDLED_PIPELINES_DIR / "churn.yaml")
     app = create_app([config], ServingSettings(load_on_start=False, poll_seconds=0, prediction_log=None))

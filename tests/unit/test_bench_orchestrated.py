@@ -34,7 +34,7 @@ def test_task_tree_rss_sums_each_task_process_and_its_descendants_only() -> None
         ProcInfo(1, 0, "airflow scheduler", 500),
         ProcInfo(10, 1, "airflow worker -- LocalExecutor: <idle>", 300),  # the supervisor: not a task
         ProcInfo(11, 10, f"airflow worker -- {TI_A}", 100),
-        ProcInfo(12, 11, "python -m include.ct.serving check", 40),  # a child of the task
+        ProcInfo(12, 11, "python -m include.ct_serving check", 40),  # a child of the task
         ProcInfo(13, 12, "grandchild", 2),
         ProcInfo(20, 1, "airflow worker -- LocalExecutor: ct_x/train", 300),
         ProcInfo(21, 20, f"airflow worker -- {TI_B}", 70),

@@ -9,7 +9,7 @@ from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.modeling.pipeline_building import coerce_to_schema
 from include.ct.registry.deploy import json_records
-from include.ct.serving import record_model
+from include.ct_serving.schema import record_model
 
 
 def test_integer_features_with_missing_values_go_out_as_integers(churn: PipelineConfig) -> None:

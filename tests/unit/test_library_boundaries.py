@@ -21,7 +21,7 @@ def imported_modules(path: Path) -> set[str]:
 def test_library_never_imports_airflow() -> None:
     offenders = {
         path.name: sorted(m for m in imported_modules(path) if m.split(".")[0] == "airflow")
-        for path in LIBRARY.glob("*.py")
+        for path in LIBRARY.rglob("*.py")
     }
     assert {name: mods for name, mods in offenders.items() if mods} == {}
 

@@ -14,7 +14,9 @@ from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema
 from include.ct.monitoring.prediction_log import read_prediction_log
-from include.ct.serving import ServedModel, ServingSettings, create_app, records_frame, sample_records
+from include.ct.registry.served_model import ServedModel, records_frame, sample_records
+from include.ct_serving.app import create_app
+from include.ct_serving.settings import ServingSettings
 
 TOKEN = "unit-test-token"
 
@@ -167,7 +169,7 @@ def test_request_frame_matches_training_dtypes_and_values(churn: PipelineConfig)
 def test_concurrent_requests_share_one_model_call(churn: PipelineConfig) -> None:
     import asyncio
 
-    from include.ct.serving import PredictionBatcher
+    from include.ct_serving.batching import PredictionBatcher
 
     served = fitted_model(churn)
     calls: list[int] = []
@@ -192,7 +194,7 @@ def test_concurrent_requests_share_one_model_call(churn: PipelineConfig) -> None
 
 
 def test_fast_path_reproduces_the_pipeline_exactly(churn: PipelineConfig) -> None:
-    from include.ct.serving import FastPath
+    from include.ct.registry.served_model import FastPath
 
     served = fitted_model(churn)
     records = sample_records(churn, 40)

@@ -8,6 +8,7 @@ import pytest
 
 from include.ct import datagen
 from include.ct.config import PipelineConfig
+from include.ct.data.samples import schema_batch
 from include.ct.modeling.metrics import compute_metrics
 from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema, split
 from include.ct.modeling.train import fit_pipeline
@@ -41,7 +42,7 @@ def test_regressor_learns_schema_data(churn: PipelineConfig) -> None:
             "timestamp": None,
         }
     )
-    frame = coerce_to_schema(config, datagen.schema_batch(config, 2000, day=1))
+    frame = coerce_to_schema(config, schema_batch(config, 2000, day=1))
     train, test = split(config, frame)
     model = build_pipeline(config).fit(train[config.feature_names], train["spend"])
     metrics = compute_metrics(config, model, test[config.feature_names], test["spend"])

@@ -81,7 +81,7 @@ def infra_validate(config: PipelineConfig, version: str, sample_path: str | None
     ``CT_SERVING_PYTHON`` names the serving environment's interpreter (default: this one).
     """
     python = os.environ.get("CT_SERVING_PYTHON") or sys.executable
-    command = [python, "-m", "include.ct.serving", "check", "--pipeline", config.name, "--version", version]
+    command = [python, "-m", "include.ct_serving", "check", "--pipeline", config.name, "--version", version]
     if sample_path:
         command += ["--sample", sample_path]
     env = {
@@ -249,7 +249,7 @@ def smoke_test(
     """Held-out rows over HTTP must give exactly the offline predictions of the same version."""
     import pandas as pd
 
-    from include.ct.serving import load_served_model, records_frame
+    from include.ct.registry.served_model import load_served_model, records_frame
 
     rows = json_records(config, pd.read_parquet(test_path).head(config.deploy.smoke_rows))
     answer = service.predict(config.name, rows)
