@@ -29,7 +29,8 @@ RUN python3 -m venv /opt/ct/venv \
 # so Docker copies the ownership into a fresh volume; the init service also chowns them.
 ENV AIRFLOW_HOME=/opt/airflow HOME=/opt/airflow
 RUN useradd --uid 50000 --gid 0 --home-dir /opt/airflow --no-create-home --shell /bin/bash airflow \
-    && mkdir -p /opt/airflow/dags /opt/airflow/plugins /opt/airflow/include /opt/airflow/logs \
+    && mkdir -p /opt/airflow/dags /opt/airflow/plugins /opt/airflow/include /opt/airflow/tools \
+       /opt/airflow/logs \
        /opt/ct/data \
     && chown -R 50000:0 /opt/airflow /opt/ct/data && chmod -R g+rwX /opt/airflow /opt/ct/data
 
@@ -37,6 +38,7 @@ COPY docker/entrypoint.sh /opt/ct/entrypoint.sh
 COPY --chown=50000:0 dags/ /opt/airflow/dags/
 COPY --chown=50000:0 plugins/ /opt/airflow/plugins/
 COPY --chown=50000:0 include/ /opt/airflow/include/
+COPY --chown=50000:0 tools/ /opt/airflow/tools/
 COPY --chown=50000:0 airflow_settings.yaml airflow_local_settings.py /opt/airflow/
 
 ENV PATH=/opt/ct/venv/bin:$PATH \

@@ -51,7 +51,7 @@ lock: | $(PY)
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy include
+	$(VENV)/bin/mypy include tools simulation
 	PYTHONPATH=$(CURDIR):$(CURDIR)/plugins $(VENV)/bin/lint-imports
 
 format: install
@@ -91,7 +91,7 @@ serve: install
 	  $(PY) -m include.ct_serving serve
 
 data: install
-	$(PY) -m include.ct.datagen churn
+	$(PY) -m tools.datagen churn
 
 # Every benchmark (serving, validation, DAG parse, pipeline floor and scale, orchestrated), each
 # 3 runs, then bench/report.md and bench/report.json: hours on 2 cores. bench-quick: a smoke run.
@@ -103,14 +103,14 @@ bench-quick: install
 
 # Closed-loop proof: DAYS (60) of drifting churn data through real Airflow runs, MLflow and the
 # prediction service, against level-0, always-deploy and oracle baselines -> bench/simulation.md.
-# About an hour on 2 cores; `python -m include.ct.simulate --fast` is the minute-long library replay.
+# About an hour on 2 cores; `python -m simulation --fast` is the minute-long library replay.
 DAYS ?= 60
 simulate: install
 	OMP_NUM_THREADS=1 $(PY) -m bench.simulation --days $(DAYS)
 
 # docker compose's .env with fresh secrets (keeps values already set).
 env: install
-	$(PY) scripts/make_env.py
+	$(PY) tools/make_env.py
 
 # The project's one image (Airflow, MLflow, serving, `runtime: docker` steps). Without a registry:
 # BASE_IMAGE=ct-base:bookworm after `bash docker/build_base_image.sh` (debootstrap, as root).

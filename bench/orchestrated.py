@@ -573,8 +573,8 @@ TASK_ROWS_SQL = (
 
 def measure_run(bench: Bench, rows: int, day: int, repeat: int) -> dict[str, Any]:
     """Land one batch of ``rows`` rows, follow its run to the served model, return the facts."""
-    from include.ct import datagen
     from include.ct.config import find_pipeline_config
+    from tools import datagen
 
     stack = bench.stack
     config = find_pipeline_config(PIPELINE)

@@ -256,8 +256,8 @@ def run_stage(stage: str, pipeline: str, state: dict[str, Any]) -> dict[str, Any
 
 def floor(sizes: list[int], repeats: int) -> dict[str, Any]:
     """The churn pipeline's stages called in this process, fresh data each repeat."""
-    from include.ct import datagen
     from include.ct.config import find_pipeline_config
+    from tools import datagen
 
     figures: dict[str, Any] = {"pipeline": "churn", "margin": BENCH_MARGIN, "sizes": {}}
     for rows in sizes:

@@ -139,13 +139,13 @@ def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -
 
 def train_two_versions() -> None:
     """Two registered versions of the bundled churn model; version 1 is the champion."""
-    from include.ct import datagen
     from include.ct.config import find_pipeline_config
     from include.ct.data.extract import extract
     from include.ct.data.validate import validate_snapshot
     from include.ct.modeling.train import train_challenger
     from include.ct.registry import registry
     from include.ct.registry.deploy import deploy_version, register_candidate
+    from tools import datagen
 
     config = find_pipeline_config(PIPELINE)
     for day in (1, 2):

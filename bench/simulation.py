@@ -5,7 +5,7 @@ Airflow home (SQLite metadata DB) in a work dir, all on 127.0.0.1 with free port
 day it sends the day's traffic to the service over HTTP and scores the answers, lands the batches
 whose labels arrived as CSV files, runs ``airflow dags test ct_sim_churn`` and reads back what the
 run did (Airflow task states, MLflow runs and versions, the data folders). The baselines are the
-library computations of ``include.ct.simulate`` on the same stream. Writes ``bench/simulation.md``
+library computations of ``simulation.closed_loop`` on the same stream. Writes ``bench/simulation.md``
 with its plots and logs them to MLflow. Every process it started is stopped at the end, also on
 an error or Ctrl-C.
 
@@ -50,7 +50,8 @@ from include.ct.data.extract import BATCH_SUFFIXES, accepted_versions
 from include.ct.data.samples import EPOCH
 from include.ct.modeling.metrics import compute_metrics
 from include.ct.registry import registry
-from include.ct.simulate import (
+from include.ct.storage import pipeline_paths
+from simulation.closed_loop import (
     BASELINES,
     POLICIES,
     Answers,
@@ -75,7 +76,6 @@ from include.ct.simulate import (
     with_training,
     write_report,
 )
-from include.ct.storage import pipeline_paths
 from testbed.services import MLFLOW_SERVER_ENV, mlflow_server_command
 
 log = logging.getLogger("bench.simulation")
@@ -390,7 +390,7 @@ def quarantine_reports(config: PipelineConfig) -> dict[str, str]:
 def training_days(config: PipelineConfig, used_versions: list[str] | None = None) -> list[int]:
     """Traffic days a run trained on: the batches of the snapshots its MLflow run names
     (``ct.training_versions``, the chosen window), else of the config's whole window."""
-    from include.ct.simulate import batch_day
+    from simulation.closed_loop import batch_day
 
     accepted = pipeline_paths(config).accepted
     snapshots = []

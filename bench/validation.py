@@ -29,7 +29,7 @@ PIPELINE = "churn"
 
 def churn_frame(config: PipelineConfig, rows: int, *, day: int = 1) -> pd.DataFrame:
     """A clean batch with exactly the columns the pipeline lands (as ``datagen.write_batch``)."""
-    from include.ct import datagen
+    from tools import datagen
 
     frame = datagen.churn_batch(rows, day=day)
     columns = [*config.features, config.target, *([config.timestamp] if config.timestamp else [])]

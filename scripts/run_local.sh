@@ -43,7 +43,7 @@ export CT_SERVING_RELOAD_TOKEN
 export CT_SERVING_PORT=$SERVING_PORT
 export CT_SERVING_URL=http://127.0.0.1:$SERVING_PORT
 # The deploy task reads both from the ct_serving connection airflow_settings.yaml seeds.
-"$BIN/python" -m include.ct.airflow_settings check "$ROOT/airflow_settings.yaml"  # fail before starting
+"$BIN/python" -m tools.airflow_settings check "$ROOT/airflow_settings.yaml"  # fail before starting
 
 pids=()
 cleanup() {
@@ -70,7 +70,7 @@ MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false "$BIN/mlflow" server --host 127.0.0.1 -
 pids+=($!)
 
 if [ -z "$(find "$CT_DATA_DIR" -name 'day_*' -print -quit 2>/dev/null)" ]; then
-  "$BIN/python" -m include.ct.datagen churn --rows 5000
+  "$BIN/python" -m tools.datagen churn --rows 5000
 fi
 
 echo "Starting the prediction service on http://127.0.0.1:$SERVING_PORT (log: $RUN_DIR/serving.log)"
@@ -85,7 +85,7 @@ wait_http "http://127.0.0.1:$MLFLOW_PORT/health" 180 MLflow
 wait_http "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health" 300 Airflow
 wait_http "http://127.0.0.1:$SERVING_PORT/health" 120 "The prediction service"
 echo "Applying airflow_settings.yaml (connections, pools, variables)"
-"$BIN/python" -m include.ct.airflow_settings apply "$ROOT/airflow_settings.yaml"
+"$BIN/python" -m tools.airflow_settings apply "$ROOT/airflow_settings.yaml"
 password=$("$BIN/python" - "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" <<'PY'
 import json, sys, time
 for _ in range(60):

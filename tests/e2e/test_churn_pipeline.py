@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.storage import pipeline_paths
 from testbed.services import MlflowServer
 from tests.helpers.airflow_runs import run_dag
+from tools import datagen
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
 

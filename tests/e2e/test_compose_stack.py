@@ -84,7 +84,7 @@ def _tasks(api: httpx.Client, run_id: str) -> dict[str, dict[str, Any]]:
 
 def _seed_batch(stack: ComposeStack, service: str = "airflow-scheduler") -> None:
     """`make data` inside the stack: the next day's churn batch into the landing zone volume."""
-    stack.compose("exec", "-T", service, "python", "-m", "include.ct.datagen", "churn", "--rows", "2000")
+    stack.compose("exec", "-T", service, "python", "-m", "tools.datagen", "churn", "--rows", "2000")
 
 
 def _data_files(stack: ComposeStack) -> list[str]:

@@ -18,7 +18,6 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.monitoring.prediction_log import read_prediction_log
 from include.ct.registry import registry
@@ -32,6 +31,7 @@ from testbed.services import (
     stop,
 )
 from tests.helpers.airflow_runs import run_dag
+from tools import datagen
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from testbed.services import MlflowServer
 from tests.helpers.airflow_runs import run_dag
+from tools import datagen
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
 

@@ -1,6 +1,6 @@
 """docker-compose.yaml really started: one compose project of the repository's compose file.
 
-The project gets its own name, `.env` (fresh secrets from scripts/make_env.py, free host ports)
+The project gets its own name, `.env` (fresh secrets from tools/make_env.py, free host ports)
 and an override file that names images only: the project's image built here, and local
 stand-ins (docker/standins/) for the images no registry serves. Everything else is the file
 users run. ``down(volumes=True)`` removes every container, network and volume it made.
@@ -64,7 +64,7 @@ class ComposeStack:
 
     def __post_init__(self) -> None:
         env_file = self.workdir / ".env"
-        subprocess.run([sys.executable, str(REPO_ROOT / "scripts/make_env.py"), str(env_file)], check=True)
+        subprocess.run([sys.executable, str(REPO_ROOT / "tools/make_env.py"), str(env_file)], check=True)
         self.env = dict(
             line.split("=", 1) for line in env_file.read_text().splitlines() if line and line[0] != "#"
         )

@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 import sqlalchemy
 
-from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.data.extract import sql_watermark
 from include.ct.storage import pipeline_paths
 from testbed.airflow_stack import AirflowStack, airflow_stack
 from testbed.services import REPO_ROOT, MlflowServer, copy_config, throwaway_database
+from tools import datagen
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.steps import exchange_paths
 from testbed.services import REPO_ROOT, MlflowServer, copy_config
 from tests.helpers.airflow_runs import run_dag
 from tests.helpers.docker_engine import build_project_image, docker_engine
+from tools import datagen
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
 

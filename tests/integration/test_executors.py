@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from testbed.airflow_stack import AirflowStack, airflow_stack
 from testbed.services import REPO_ROOT, MlflowServer, copy_config, throwaway_database
+from tools import datagen
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,7 @@ def test_celery_executor_spreads_one_run_over_two_workers(
 def _apply_settings_twice(stack: AirflowStack, settings: Path) -> None:
     for _ in range(2):  # idempotent: the second apply changes nothing
         done = subprocess.run(
-            [sys.executable, "-m", "include.ct.airflow_settings", "apply", str(settings)],
+            [sys.executable, "-m", "tools.airflow_settings", "apply", str(settings)],
             env=stack.env,
             cwd=REPO_ROOT,
             capture_output=True,

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.data.extract import accepted_versions, extract
 from include.ct.data.validate import validate_snapshot
@@ -16,6 +15,7 @@ from include.ct.modeling.train import train_challenger
 from include.ct.registry import registry
 from include.ct.registry.deploy import DeployResult, deploy_version, register_candidate
 from testbed.services import MlflowServer
+from tools import datagen
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from include.ct import datagen
 from include.ct.config import PipelineConfig, find_pipeline_config
 from include.ct.data.extract import extract
 from include.ct.data.validate import validate_snapshot
@@ -25,6 +24,7 @@ from include.ct.registry.deploy import deploy_version, json_records, register_ca
 from include.ct.registry.served_model import load_served_model
 from testbed.services import MlflowServer
 from tests.helpers.airflow_runs import run_dag
+from tools import datagen
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import sqlalchemy
 
-from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.data.extract import extract, land_sql_window, sql_window
 from include.ct.storage import pipeline_paths
 from testbed.services import REPO_ROOT, MlflowServer, PostgresDatabase, copy_config
 from tests.helpers.airflow_runs import run_dag
+from tools import datagen
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 

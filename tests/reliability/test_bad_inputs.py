@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.data.extract import extract
 from include.ct.data.inventory import batch_inventory
 from include.ct.data.validate import DataValidationError, validate_snapshot
 from include.ct.storage import pipeline_paths
 from tests.reliability.conftest import Ledger
+from tools import datagen
 
 
 def _good(day: int, rows: int = 300) -> pd.DataFrame:

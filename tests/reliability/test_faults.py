@@ -16,7 +16,6 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from include.ct import datagen
 from include.ct.config import PipelineConfig, find_pipeline_config
 from include.ct.data.extract import extract
 from include.ct.data.validate import validate_snapshot
@@ -26,6 +25,7 @@ from include.ct.registry.deploy import deploy_version, register_candidate
 from include.ct.registry.served_model import sample_records
 from testbed.services import start_mlflow_server, start_prediction_service, stop, wait_for_http
 from tests.reliability.conftest import Ledger
+from tools import datagen
 
 pytestmark = pytest.mark.integration
 

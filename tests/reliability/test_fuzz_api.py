@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 
-from include.ct import datagen
 from include.ct.config import BUNDLED_PIPELINES_DIR, PipelineConfig, load_pipeline_config
 from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema
 from include.ct.registry.served_model import ServedModel
@@ -27,6 +26,7 @@ from include.ct_serving.app import create_app
 from include.ct_serving.settings import ServingSettings
 from testbed.services import free_port
 from tests.reliability.conftest import Ledger
+from tools import datagen
 
 TOKEN = "fuzz-test-token"
 MAX_BATCH = 50

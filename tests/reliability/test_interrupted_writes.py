@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from include.ct import datagen
 from include.ct.config import BUNDLED_PIPELINES_DIR, load_pipeline_config
 from include.ct.data.extract import accepted_versions, extract, load_training_data
 from include.ct.data.inventory import batch_inventory
@@ -20,6 +19,7 @@ from include.ct.data.validate import validate_snapshot
 from include.ct.storage import pipeline_paths
 from testbed.services import REPO_ROOT
 from tests.reliability.conftest import Ledger
+from tools import datagen
 
 # Extract in a child process whose second Parquet part dies half-written, by a real SIGKILL.
 KILLED_EXTRACT = """

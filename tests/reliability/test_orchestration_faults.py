@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from include.ct import datagen
 from include.ct.config import find_pipeline_config
 from include.ct.registry.registry import ABANDONED
 from testbed.airflow_stack import AirflowStack, airflow_stack
 from testbed.services import REPO_ROOT, MlflowServer, copy_config
 from tests.helpers.private_postgres import PrivatePostgres, private_postgres
 from tests.reliability.conftest import Ledger
+from tools import datagen
 
 pytestmark = pytest.mark.integration
 

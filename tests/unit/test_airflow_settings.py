@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from include.ct.airflow_settings import DEFAULT_FILE, SettingsError, import_files, load_settings, main
+from tools.airflow_settings import DEFAULT_FILE, SettingsError, import_files, load_settings, main
 
 GOOD = """
 airflow:

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.data.arrival import announce_new_batches, announce_new_rows, read_ledger
 from include.ct.storage import pipeline_paths
+from tools import datagen
 
 DAY0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from bench.validation import churn_frame, gx_failures, pandas_failures
-from include.ct import datagen
 from include.ct.config import PipelineConfig
+from tools import datagen
 
 
 def _with_nulls(frame: pd.DataFrame) -> pd.DataFrame:

@@ -8,11 +8,11 @@ import great_expectations as gx
 import pandas as pd
 import pytest
 
-from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.data.extract import extract
 from include.ct.data.validate import DataValidationError, validate_frame, validate_snapshot
 from include.ct.storage import pipeline_paths
+from tools import datagen
 
 GX_STATIC = pathlib.Path(gx.__file__).parent / "render" / "view" / "static"
 

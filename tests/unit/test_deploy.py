@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.modeling.pipeline_building import coerce_to_schema
 from include.ct.registry.deploy import json_records
 from include.ct_serving.schema import record_model
+from tools import datagen
 
 
 def test_integer_features_with_missing_values_go_out_as_integers(churn: PipelineConfig) -> None:

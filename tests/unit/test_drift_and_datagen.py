@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.monitoring.drift import drifted_features, feature_drift, read_features, reference_profile
+from tools import datagen
 
 
 def test_generator_is_seeded_and_realistic() -> None:

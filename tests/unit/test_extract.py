@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.data.extract import NoNewDataError, extract, land_sql_window, pending_batches
 from include.ct.storage import pipeline_paths
+from tools import datagen
 
 
 def test_no_batches_raises_unless_forced_with_accepted_data(churn: PipelineConfig) -> None:

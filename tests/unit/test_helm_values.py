@@ -33,7 +33,7 @@ from testbed.services import REPO_ROOT
 
 VALUES = REPO_ROOT / "deploy" / "helm" / "values.yaml"
 SETTINGS_FILE = "/opt/airflow/airflow_settings.yaml"
-APPLY = ["python", "-m", "include.ct.airflow_settings", "apply", SETTINGS_FILE]
+APPLY = ["python", "-m", "tools.airflow_settings", "apply", SETTINGS_FILE]
 FAB = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
 # --- The chart's schema, by hand: JSON-schema fragments, closed wherever values.yaml recurses. ---
@@ -272,7 +272,7 @@ def test_settings_are_applied_after_migration_with_the_database_and_fernet_key(
         }
     ]
     # What it runs is in the repository, and every ${VAR} the settings file expands is given.
-    assert (REPO_ROOT / "include" / "ct" / "airflow_settings.py").is_file()
+    assert (REPO_ROOT / "tools" / "airflow_settings.py").is_file()
     settings = yaml.safe_load((REPO_ROOT / "airflow_settings.yaml").read_text())
     referenced = {name for text in _strings(settings) for name in re.findall(r"\$\{(\w+)\}", text)}
     assert referenced <= set(env), f"airflow_settings.yaml needs {sorted(referenced - set(env))}"

@@ -6,10 +6,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ct_airflow.reports import app, report_url
-from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.data.extract import extract
 from include.ct.data.validate import validate_snapshot
+from tools import datagen
 
 
 @pytest.fixture

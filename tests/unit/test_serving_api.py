@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema
 from include.ct.monitoring.prediction_log import read_prediction_log
 from include.ct.registry.served_model import ServedModel, records_frame, sample_records
 from include.ct_serving.app import create_app
 from include.ct_serving.settings import ServingSettings
+from tools import datagen
 
 TOKEN = "unit-test-token"
 

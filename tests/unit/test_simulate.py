@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from include.ct import datagen
 from include.ct.config import BUNDLED_PIPELINES_DIR, PipelineConfig, load_pipeline_config
 from include.ct.modeling.metrics import compute_metrics, slice_metrics
 from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema
-from include.ct.simulate import (
+from simulation.closed_loop import (
     ALWAYS_DEPLOY,
     BASELINES,
     GATED,
@@ -41,6 +40,7 @@ from include.ct.simulate import (
     with_training,
     write_report,
 )
+from tools import datagen
 
 QUICK = {"max_iter": 60}
 # Twelve days with every event compressed into them; the concept change flips what drives churn.

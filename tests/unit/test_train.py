@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.data.samples import schema_batch
 from include.ct.modeling.metrics import compute_metrics
 from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema, split
 from include.ct.modeling.train import fit_pipeline
+from tools import datagen
 
 
 def test_time_aware_split_holds_out_the_newest_rows(churn: PipelineConfig) -> None:

@@ -9,7 +9,6 @@ import pathlib
 import pandas as pd
 import pytest
 
-from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.data.extract import accepted_versions, extract
 from include.ct.data.validate import (
@@ -19,6 +18,7 @@ from include.ct.data.validate import (
     validate_snapshot,
 )
 from include.ct.storage import pipeline_paths
+from tools import datagen
 
 
 def test_suite_covers_the_schema(churn: PipelineConfig) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from include.ct import datagen
 from include.ct.config import PipelineConfig
 from include.ct.modeling.pipeline_building import coerce_to_schema
 from include.ct.modeling.window import candidate_windows, choose_window
+from tools import datagen
 
 
 def with_recent_windows(config: PipelineConfig, windows: list[int], margin: float = 0.01) -> PipelineConfig:

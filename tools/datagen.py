@@ -3,9 +3,9 @@
 Seeded, with switches for distribution drift, label (concept) drift and a broken schema, so the
 whole pipeline (validation, quarantine, gate, drift) can be exercised without real data.
 
-    python -m include.ct.datagen churn              # drop the next day's batch
-    python -m include.ct.datagen churn --drift 0.8  # covariate drift
-    python -m include.ct.datagen churn --break wrong_type
+    python -m tools.datagen churn              # drop the next day's batch
+    python -m tools.datagen churn --drift 0.8  # covariate drift
+    python -m tools.datagen churn --break wrong_type
 """
 
 from __future__ import annotations

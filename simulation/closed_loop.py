@@ -7,7 +7,7 @@ The full mode (``bench/simulation.py``) runs the gated policy through real Airfl
 server and the prediction service, and turns each run into the same ``DayRecord``
 (``pipeline_record``) beside the same baselines (``LibraryPolicies``).
 
-    python -m include.ct.simulate --days 60 --rows-per-day 2000 --seed 7 --out bench --fast
+    python -m simulation --days 60 --rows-per-day 2000 --seed 7 --out bench --fast
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from include.ct import datagen
 from include.ct.config import PipelineConfig, TrainingSpec, find_pipeline_config, metric_higher_is_better
 from include.ct.data.samples import schema_batch
 from include.ct.modeling.evaluate import GateDecision, decide
 from include.ct.modeling.metrics import compute_metrics, slice_metrics
 from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema, split
 from include.ct.modeling.window import choose_window
+from tools import datagen
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Write .env for docker compose with fresh random secrets (keeps values already set).
 
-python scripts/make_env.py [PATH]        # default: .env beside docker-compose.yaml
+python tools/make_env.py [PATH]        # default: .env beside docker-compose.yaml
 """
 
 from __future__ import annotations

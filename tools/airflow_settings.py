@@ -6,8 +6,8 @@ the whole file first (an error names the entry and the key), expands ``${ENV_VAR
 so secrets stay out of the repository, and applies everything with Airflow's own import
 commands, overwriting what exists: applying twice changes nothing.
 
-    python -m include.ct.airflow_settings check [FILE]
-    python -m include.ct.airflow_settings apply [FILE]
+    python -m tools.airflow_settings check [FILE]
+    python -m tools.airflow_settings apply [FILE]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FILE = Path(__file__).resolve().parents[2] / "airflow_settings.yaml"
+DEFAULT_FILE = Path(__file__).resolve().parents[1] / "airflow_settings.yaml"  # beside tools/
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 

@@ -1,0 +1,5 @@
+"""``python -m simulation``: the closed-loop replay (``--fast``: the library alone, in minutes)."""
+
+from simulation.closed_loop import main
+
+raise SystemExit(main())
