@@ -12,7 +12,7 @@ from include.ct.registry.served_model import ServedModel
 class PredictionBatcher:
     """Coalesces the predict calls that arrive while the model is busy into one call.
 
-    scikit-learn's per-call overhead (~8 ms for the bundled pipeline) dwarfs its per-row cost, so
+    scikit-learn's per-call overhead dwarfs its per-row cost, so
     under concurrency one call for every queued request multiplies throughput; a lone request is
     predicted at once, with no added wait. Runs on the event loop: no thread pool (threaded
     OpenMP predict is several times slower).

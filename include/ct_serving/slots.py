@@ -73,7 +73,7 @@ class ModelSlot:
             self.last_error = None
             self.failed_version = None
             # Long-lived objects (models, libraries) out of the cyclic collector's sight: full
-            # collections over them stalled requests for ~200 ms under load. (Reference
+            # collections over them stalled requests under load. (Reference
             # counting still frees a replaced model.)
             gc.freeze()
             log.info(

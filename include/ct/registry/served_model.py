@@ -63,7 +63,7 @@ class FastPath:
     """The fitted ColumnTransformer's own transformers applied to numpy blocks built from records.
 
     Same fitted objects, same arithmetic, without the per-call pandas column selection and
-    checks that cost ~5 ms here; used only after it reproduced the full Pipeline bit for bit.
+    checks that dominate a small request; used only after it reproduced the full Pipeline bit for bit.
     """
 
     def __init__(self, config: PipelineConfig, model: Any) -> None:
