@@ -66,6 +66,17 @@ def _run(api: httpx.Client, reason: str) -> str:
     return run_id
 
 
+def _run_until_training(stack: ComposeStack, reason: str) -> str:
+    """Trigger a run and return once its train task is running (to break something under it)."""
+    with stack.airflow() as api:
+        run_id = _run(api, reason)
+        deadline = time.monotonic() + 300
+        while _tasks(api, run_id).get("train", {}).get("state") != "running":
+            assert time.monotonic() < deadline, "train never started"
+            time.sleep(1)
+    return run_id
+
+
 def _wait_for_run(stack: ComposeStack, run_id: str, timeout: float = 900) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -184,12 +195,7 @@ def test_a_run_promotes_and_the_service_serves_the_champion(stack: ComposeStack)
 def test_a_scheduler_restart_mid_run_still_finishes_with_one_version_at_most(stack: ComposeStack) -> None:
     before = _versions(stack)
     _seed_batch(stack)
-    with stack.airflow() as api:
-        run_id = _run(api, "compose e2e: scheduler restart")
-        deadline = time.monotonic() + 300
-        while _tasks(api, run_id).get("train", {}).get("state") != "running":
-            assert time.monotonic() < deadline, "train never started"
-            time.sleep(1)
+    run_id = _run_until_training(stack, "compose e2e: scheduler restart")
     stack.compose("restart", "airflow-scheduler")
     say("restarted airflow-scheduler while train was running")
     run = _wait_for_run(stack, run_id)
@@ -235,12 +241,7 @@ def test_the_celery_profile_with_two_workers_runs_the_same_dag(stack: ComposeSta
     assert len(workers) == 2
     say(f"celery profile with 2 workers healthy in {seconds:.0f} s")
     _seed_batch(stack, service="airflow-worker")
-    with stack.airflow() as api:
-        run_id = _run(api, "compose e2e: celery")
-        deadline = time.monotonic() + 300
-        while _tasks(api, run_id).get("train", {}).get("state") != "running":
-            assert time.monotonic() < deadline, "train never started"
-            time.sleep(1)
+    run_id = _run_until_training(stack, "compose e2e: celery")
     # MLflow away for a while in the middle of the run: the client backs off and retries.
     stack.compose("stop", "mlflow")
     time.sleep(20)
