@@ -6,7 +6,6 @@ the offending batch goes to quarantine with a human-readable report and nothing 
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from include.ct.config import FeatureSpec, PipelineConfig
+from include.ct.data import validation_report
 from include.ct.data.extract import Snapshot
 from include.ct.storage import file_sha256, move_file, pipeline_paths, write_json_atomic
 
@@ -369,7 +369,7 @@ def quarantine_batch(config: PipelineConfig, report: BatchReport, source: Path) 
         shutil.move(str(source), target)
     write_json_atomic(quarantine / f"{name}.report.json", asdict(report))
     (quarantine / f"{name}.report.html").write_text(
-        _render_html(config, [report], f"Quarantined batch {report.file}"), encoding="utf-8"
+        validation_report.render(config, [report], f"Quarantined batch {report.file}"), encoding="utf-8"
     )
     log.error("Quarantined %s -> %s", source, target)
     return target
@@ -380,34 +380,5 @@ def write_report(config: PipelineConfig, outcome: ValidationOutcome, report_dir:
     report_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(report_dir / "report.json", outcome.to_dict())
     title = f"Validation of {config.name} data version {outcome.data_version}"
-    (report_dir / "report.html").write_text(_render_html(config, outcome.batches, title), encoding="utf-8")
-
-
-def _render_html(config: PipelineConfig, reports: list[BatchReport], title: str) -> str:
-    rows = []
-    for report in reports:
-        status = "passed" if report.success else "FAILED"
-        rows.append(
-            f"<tr><td>{html.escape(report.file)}</td><td>{report.rows}</td>"
-            f"<td class='{status.lower()}'>{status}</td><td></td><td></td></tr>"
-        )
-        rows.extend(
-            f"<tr><td></td><td></td><td></td><td>{html.escape(f.column)}</td>"
-            f"<td><code>{html.escape(f.rule)}</code>: {html.escape(f.detail)}</td></tr>"
-            for f in report.failures
-        )
-    schema = "".join(
-        f"<li><b>{html.escape(name)}</b>: {html.escape(spec.model_dump_json(exclude_none=True))}</li>"
-        for name, spec in config.features.items()
-    )
-    return (
-        "<!doctype html><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px solid #ddd}"
-        ".failed{color:#b00;font-weight:bold}.passed{color:#070}</style>"
-        f"<h1>{html.escape(title)}</h1><p>Generated {datetime.now(UTC).isoformat()} by the "
-        "Great Expectations suite built from the pipeline config.</p>"
-        "<table><tr><th>file</th><th>rows</th><th>status</th><th>column</th><th>rule</th></tr>"
-        f"{''.join(rows)}</table><p><a href='data_docs/index.html'>Great Expectations Data Docs</a>"
-        f" (every expectation with observed values)</p><h2>Schema</h2><ul>{schema}</ul>"
-    )
+    page = validation_report.render(config, outcome.batches, title, data_docs_href="data_docs/index.html")
+    (report_dir / "report.html").write_text(page, encoding="utf-8")
