@@ -77,12 +77,24 @@ def create_app(
         dropped = server.prediction_log.dropped if server.prediction_log else 0
         return {"status": "ok", "prediction_log_dropped": dropped}
 
-    @app.get("/ready", summary="Readiness: every configured model is loaded")
+    @app.get(
+        "/ready",
+        summary="Readiness: every pipeline that has a champion has it loaded",
+        responses={
+            503: {
+                "description": "a champion is still loading, failed to load, or the registry never answered"
+            }
+        },
+    )
     async def ready() -> Any:
-        missing = {n: s.last_error or "loading" for n, s in server.slots.items() if s.current is None}
-        body = {"ready": not missing, "models": {n: s.status() for n, s in server.slots.items()}}
-        if missing:
-            return _error(503, f"not every model is loaded: {missing}", **body)
+        waiting = {n: s.last_error or s.state for n, s in server.slots.items() if s.blocks_readiness}
+        body = {
+            "ready": not waiting,
+            "models": {n: s.status() for n, s in server.slots.items()},
+            "no_champion": sorted(n for n, s in server.slots.items() if s.state == "no_champion"),
+        }
+        if waiting:
+            return _error(503, f"waiting for: {waiting}", **body)
         return body
 
     @app.get(API_PREFIX, summary="Every served model")
@@ -93,6 +105,23 @@ def create_app(
     async def describe(name: str) -> Any:
         slot = slot_or_404(name)
         return slot if not isinstance(slot, ModelSlot) else slot.status()
+
+    @app.get(
+        API_PREFIX + "/{name}/ready",
+        summary="Per-model readiness: 200 while a version of this model serves",
+        responses={
+            503: {"description": "no version of this model is loaded"},
+            404: {"description": "unknown"},
+        },
+    )
+    async def model_ready(name: str) -> Any:
+        slot = slot_or_404(name)
+        if not isinstance(slot, ModelSlot):
+            return slot
+        status = slot.status()
+        if slot.current is None:
+            return _error(503, f"model '{name}' is not ready: {slot.last_error or slot.state}", **status)
+        return status
 
     @app.post(
         API_PREFIX + "/{name}/reload",

@@ -30,6 +30,7 @@ class ModelSlot:
         self.last_error: str | None = None
         self.checked_at: datetime | None = None
         self.failed_version: str | None = None  # not retried by the poller until asked to
+        self.has_champion: bool | None = None  # None until the registry has answered once
         self._lock = asyncio.Lock()
         self.record_adapter = record_model(config)
 
@@ -47,6 +48,7 @@ class ModelSlot:
                 log.warning("%s: %s", self.config.name, self.last_error)
                 return False
             self.checked_at = datetime.now(UTC)
+            self.has_champion = target is not None
             if target is None:
                 if self.current is not None:  # the alias was removed: stop serving that version
                     log.warning(
@@ -88,9 +90,27 @@ class ModelSlot:
     def _champion_version(self) -> str | None:
         return registry.champion_version_strict(self.config)
 
+    @property
+    def state(self) -> str:
+        """serving, no_champion (nothing to load yet), loading, failed or registry_unreachable."""
+        if self.current is not None:
+            return "serving"
+        if self.has_champion is False:
+            return "no_champion"
+        if self.has_champion is None:
+            return "registry_unreachable" if self.last_error else "loading"
+        return "failed" if self.failed_version else "loading"
+
+    @property
+    def blocks_readiness(self) -> bool:
+        """A pipeline with a champion this slot does not serve (yet) keeps the service unready;
+        one with no champion yet does not: other models may be served meanwhile."""
+        return self.state in ("loading", "failed", "registry_unreachable")
+
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = self.current.describe() if self.current else {"name": self.config.name}
         body["ready"] = self.current is not None
+        body["state"] = self.state
         body["last_error"] = self.last_error
         body["failed_version"] = self.failed_version
         body["checked_at"] = self.checked_at.isoformat() if self.checked_at else None

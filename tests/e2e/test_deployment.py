@@ -97,7 +97,10 @@ def train_and_deploy(conf: dict[str, Any] | None = None) -> Any:
 
 
 def test_promoted_model_is_served_and_smoke_tested(service: PredictionService, client: MlflowClient) -> None:
-    assert httpx.get(f"{service.url}/ready", timeout=10).status_code == 503  # nothing to serve yet
+    # no champion yet: the service works (ready), the model is reported and not ready on its own
+    before = httpx.get(f"{service.url}/ready", timeout=10)
+    assert before.status_code == 200 and before.json()["no_champion"] == [PIPELINE], before.text
+    assert httpx.get(f"{service.url}/v1/models/{PIPELINE}/ready", timeout=10).status_code == 503
     result = train_and_deploy({"reason": "first deployment"})
     assert result.state == "success", result.tasks
     deployed = result.xcom["deploy"]
@@ -105,7 +108,8 @@ def test_promoted_model_is_served_and_smoke_tested(service: PredictionService, c
     checks = deployed["checks"]
     assert checks["smoke_rows"] == 50
     assert checks["p95_ms"] < 100
-    assert httpx.get(f"{service.url}/ready", timeout=10).status_code == 200
+    assert httpx.get(f"{service.url}/ready", timeout=10).json()["no_champion"] == []
+    assert httpx.get(f"{service.url}/v1/models/{PIPELINE}/ready", timeout=10).status_code == 200
     assert client.get_model_version(PIPELINE, "1").tags["ct.deploy_checks"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -203,3 +204,38 @@ def test_fast_path_reproduces_the_pipeline_exactly(churn: PipelineConfig) -> Non
         churn, "7", "run", served.loaded_at, served.model, [0, 1], FastPath(churn, served.model)
     )
     assert fast.predict_records(records) == served.predict(records_frame(churn, records))
+
+
+def test_readiness_waits_only_for_pipelines_that_have_a_champion(churn: PipelineConfig) -> None:
+    """A service serving one model is ready while another pipeline has no champion yet; a champion
+    that is not loaded (yet, or at all) keeps it unready; each model answers for itself."""
+    fleet = churn.model_copy(update={"name": "fleet"})
+    settings = ServingSettings(poll_seconds=0, load_on_start=False, prediction_log=None)
+    app = create_app([churn, fleet], settings)
+    server = app.state.server
+    champions: dict[str, str | None] = {"churn": "7", "fleet": None}
+    for name, slot in server.slots.items():
+        slot._champion_version = lambda name=name: champions[name]  # the registry's answer
+    with TestClient(app) as client:
+        assert client.get("/ready").status_code == 503  # nothing checked yet: not known to work
+        server.slots["churn"].current = fitted_model(churn)
+        asyncio.run(server.slots["fleet"].refresh())
+        ready = client.get("/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["no_champion"] == ["fleet"]
+        assert ready.json()["models"]["fleet"]["state"] == "no_champion"
+        assert client.get("/v1/models/churn/ready").json()["version"] == "7"
+        fleet_ready = client.get("/v1/models/fleet/ready")
+        assert fleet_ready.status_code == 503
+        assert "no champion registered" in fleet_ready.json()["detail"]
+        assert client.get("/v1/models/nope/ready").status_code == 404
+
+        # fleet gets a champion the service cannot load: not ready, and the reason is named
+        champions["fleet"] = "3"
+        slot = server.slots["fleet"]
+        slot.has_champion, slot.failed_version, slot.last_error = True, "3", "version 3: bad signature"
+        waiting = client.get("/ready")
+        assert waiting.status_code == 503
+        assert "fleet" in waiting.json()["detail"] and "bad signature" in waiting.json()["detail"]
+        assert waiting.json()["models"]["fleet"]["state"] == "failed"
+        assert client.get("/v1/models/churn/ready").status_code == 200
