@@ -31,6 +31,7 @@ from ct_airflow.operators import (
     TrainChallengerOperator,
     ValidateDataOperator,
 )
+from ct_airflow.run_notes import MANUAL_REASON
 from ct_airflow.runtime import container_operator
 from ct_airflow.triggers import NewBatchTrigger, NewRowsTrigger
 from include.ct.config import ConfigError, PipelineConfig, iter_pipeline_configs
@@ -148,10 +149,11 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             ),
         ),
         "reason": Param(
-            "",
+            MANUAL_REASON,
             type="string",
             title="Reason",
-            description="Why you trigger this run; recorded on the MLflow run.",
+            description="Why you trigger this run; recorded on the MLflow run and the run note.",
+            minLength=1,
             maxLength=500,
         ),
     }

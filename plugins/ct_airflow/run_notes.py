@@ -3,7 +3,8 @@
 ``describe_trigger`` turns a run's type, conf and triggering Asset events into (kind, reason);
 the operators tag it on the MLflow run, and the listener below writes it as the run's note when
 the scheduler starts the run, so the Airflow grid shows the reason of every scheduled,
-data-arrival, backfill and manual run. A note someone already wrote is never replaced.
+data-arrival, backfill and manual run. When the run ends, a second line gives the gate's
+outcome (promote, reject or inconclusive) and why. A note someone already wrote is never replaced.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ RUN_TYPE_TRIGGERS = {
     "manual": "manual",
 }
 NOTED_DAG_PREFIX = "ct_"
+# The trigger form's default reason: Trigger works in one click, and the run note still says why.
+MANUAL_REASON = "manual run"
 
 
 def describe_trigger(
@@ -36,9 +39,12 @@ def describe_trigger(
     params: Mapping[str, Any] | None = None,
 ) -> tuple[str, str]:
     """(kind, reason) of a run: the conf's ``trigger``/``reason`` (set by the monitor or the
-    trigger form) win; otherwise they follow from the run type and the Asset events' payloads."""
+    trigger form) win; otherwise they follow from the run type and the Asset events' payloads.
+    ``params`` count for manual runs only: every other run carries the form's default."""
     kind = str(conf.get("trigger") or RUN_TYPE_TRIGGERS.get(run_type, run_type))
-    reason = str(conf.get("reason") or (params or {}).get("reason") or "")
+    reason = str(conf.get("reason") or "")
+    if not reason and run_type == "manual":
+        reason = str((params or {}).get("reason") or "")
     if not reason and run_type == "asset_triggered":
         reasons: list[str] = []
         for payload in asset_payloads:
@@ -75,3 +81,58 @@ def on_dag_run_running(dag_run: Any, msg: str) -> None:
     )
     dag_run.note = run_note(kind, reason)
     log.info("%s %s: %s", dag_run.dag_id, dag_run.run_id, dag_run.note)
+
+
+GATE_TASK = "evaluate"
+
+
+def gate_note(decision: Mapping[str, Any]) -> str:
+    """The note's second line: the gate's outcome and its deciding reason, e.g.
+    ``Gate: inconclusive. roc_auc vs champion v3 on the same rows: improvement +0.0004 [...]``."""
+    outcome = str(decision.get("outcome") or ("promote" if decision.get("promote") else "reject"))
+    reasons = [str(reason) for reason in decision.get("reasons") or []]
+    deciding = [r for r in reasons if "improvement" in r or "drops by" in r or "threshold" in r]
+    return f"Gate: {outcome}. " + "; ".join(deciding[-2:] or reasons[-1:])
+
+
+def _gate_decision(dag_run: Any) -> Mapping[str, Any] | None:
+    """The evaluate task's result in this run, read where the scheduler keeps XComs."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy.orm import object_session
+
+    session = object_session(dag_run)
+    if session is None:
+        return None
+    query = XComModel.get_many(
+        run_id=dag_run.run_id, key="return_value", dag_ids=dag_run.dag_id, task_ids=GATE_TASK, limit=1
+    )
+    row = session.scalars(query).first()
+    value = XComModel.deserialize_value(row) if row is not None else None
+    return value if isinstance(value, Mapping) and "promote" in value else None
+
+
+def _add_gate_to_note(dag_run: Any) -> None:
+    if not str(dag_run.dag_id).startswith(NOTED_DAG_PREFIX):
+        return
+    note = dag_run.note or ""
+    if not note.startswith("Trigger:") or "\nGate:" in note:
+        return  # someone else's note, or already done
+    try:
+        decision = _gate_decision(dag_run)
+    except Exception:  # a note is never worth failing the scheduler loop
+        log.exception("could not read the gate decision of %s %s", dag_run.dag_id, dag_run.run_id)
+        return
+    if decision is not None:
+        dag_run.note = f"{note}\n{gate_note(decision)}"[:1000]
+
+
+@hookimpl
+def on_dag_run_success(dag_run: Any, msg: str) -> None:
+    """Scheduler side: add the gate's outcome (promote, reject, inconclusive) to the run note."""
+    _add_gate_to_note(dag_run)
+
+
+@hookimpl
+def on_dag_run_failed(dag_run: Any, msg: str) -> None:
+    """As on success: a run that failed after the gate still says what the gate decided."""
+    _add_gate_to_note(dag_run)

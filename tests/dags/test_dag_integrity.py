@@ -63,6 +63,9 @@ def test_ct_dag_shape_schedule_and_params(dagbag: object) -> None:
     assert dag.catchup is False
     assert {"force", "min_improvement", "reason"} <= set(dag.params)
     assert dag.params["force"] is False
+    # Trigger works in one click: every param's default passes its own schema (the form opens clean).
+    dag.params.validate()
+    assert dag.params["reason"] == "manual run"
     for task_id in ("train", "evaluate", "register"):
         task = dag.get_task(task_id)
         assert task.retries >= 3 and task.retry_exponential_backoff, task_id

@@ -48,11 +48,12 @@ def test_a_file_still_being_written_waits_until_it_settles(churn: PipelineConfig
 
 def test_trigger_kind_and_reason_of_each_kind_of_run() -> None:
     from ct_airflow.operators import trigger_of
+    from ct_airflow.run_notes import MANUAL_REASON
 
     def context(run_type: str, conf: dict[str, object] | None = None, **extra: object) -> dict[str, object]:
         when = datetime(2026, 11, 25, tzinfo=UTC)
         run = SimpleNamespace(run_type=run_type, conf=conf or {}, run_after=when, logical_date=when)
-        return {"dag_run": run, "params": {}, **extra}
+        return {"dag_run": run, "params": {"reason": MANUAL_REASON}, **extra}  # the form's default
 
     event = SimpleNamespace(extra={"from_trigger": True, "payload": {"files": ["day_0002.csv"]}})
     cases = {
@@ -60,6 +61,7 @@ def test_trigger_kind_and_reason_of_each_kind_of_run() -> None:
         "drift": (context("manual", {"trigger": "drift", "reason": "PSI plan 0.4"}), "drift"),
         "schedule": (context("scheduled"), "schedule"),
         "hand": (context("manual", {"reason": "new features"}), "manual"),
+        "api": (context("manual"), "manual"),  # triggered with no conf: the form's default reason
     }
     answers = {name: trigger_of(ctx) for name, (ctx, _) in cases.items()}  # type: ignore[arg-type]
     assert {name: kind for name, (kind, _) in answers.items()} == {n: k for n, (_, k) in cases.items()}
@@ -67,6 +69,7 @@ def test_trigger_kind_and_reason_of_each_kind_of_run() -> None:
     assert answers["drift"][1] == "PSI plan 0.4"
     assert answers["schedule"][1].startswith("scheduled run (2026-11-25")
     assert answers["hand"][1] == "new features"
+    assert answers["api"][1] == MANUAL_REASON
 
 
 def test_new_sql_rows_are_announced_once_and_extracted_incrementally(
