@@ -11,9 +11,13 @@ from mlflow import MlflowClient
 from include.ct.config import find_pipeline_config
 from include.ct.data.extract import accepted_versions, extract
 from include.ct.data.validate import validate_snapshot
+from include.ct.modeling.evaluate import evaluate_challenger
 from include.ct.modeling.train import train_challenger
+from include.ct.monitoring.monitor import MonitorReport
+from include.ct.monitoring.monitor import record as monitor_record
 from include.ct.registry import registry
 from include.ct.registry.deploy import DeployResult, deploy_version, register_candidate
+from include.ct.registry.history import pipeline_history
 from testbed.services import MlflowServer
 from tools import datagen
 
@@ -107,3 +111,49 @@ def test_after_a_concept_change_the_challenger_trains_on_the_new_snapshot_alone(
     assert run.data.metrics["window_probe_1"] > run.data.metrics[f"window_probe_{available}"] + 0.1
     assert trained.train_rows + trained.test_rows == 1500  # the split comes from that snapshot only
     assert train_challenger(config, lineage).run_id == trained.run_id  # a retry reuses the run
+
+
+def test_history_reads_champions_gate_decisions_and_drift_back(
+    mlflow_server: MlflowServer, data_dir: Path
+) -> None:
+    """The CT view's records come from what the steps logged: the champion with why and from which
+    run, each gate decision with its numbers, and a monitoring pass's drift per source."""
+    config = find_pipeline_config("churn")
+    datagen.write_batch(config, rows=1500, seed=11)
+    snapshot = extract(config)
+    validate_snapshot(config, snapshot)
+    lineage = registry.Lineage(
+        pipeline="churn", dag_id="ct_churn", run_id="manual__history", data_version=snapshot.data_version
+    )
+    trained = train_challenger(config, lineage)
+    decision = evaluate_challenger(config, trained.run_id, trained.test_path, min_improvement=-1.0)
+    candidate = register_candidate(
+        config, trained.run_id, trained.test_path, decision="promote", lineage=lineage
+    )
+    deploy_version(config, candidate.version, trained.test_path, reason="history test", service=None)
+    report = MonitorReport(
+        pipeline="churn", checked_at="2026-12-06T10:00:00+00:00", champion=candidate.version
+    )
+    report.scores = {
+        "traffic": {"tenure_months": 0.31},
+        "new_batches": {"plan": 0.02, "monthly_fee": 0.5},
+    }
+    report.reason = "drift in traffic"
+    monitor_record(config, report, lineage)
+
+    history = pipeline_history(config)
+    assert history.champion == candidate.version
+    newest = history.champions[0]
+    assert (newest.version, newest.current, newest.state) == (candidate.version, True, "champion")
+    assert newest.reason == "history test" and newest.airflow_run_id == "manual__history"
+    assert newest.url and newest.url.endswith(f"/versions/{candidate.version}")
+    gate = next(run for run in history.runs if run.run_id == trained.run_id)
+    assert gate.decision == ("promote" if decision.promote else "reject")
+    assert gate.challenger is not None and gate.data_version == snapshot.data_version
+    (latest,) = history.monitoring[:1]
+    assert latest.drift == {
+        "new_batches": {"monthly_fee": 0.5, "plan": 0.02},
+        "traffic": {"tenure_months": 0.31},
+    }
+    assert latest.reason == "drift in traffic"
+    assert all(run.run_id != latest.run_id for run in history.runs)  # monitoring passes are not gates
