@@ -106,6 +106,16 @@ class PromotionSpec(_Strict):
     min_improvement: float = 0.0
     max_slice_drop: float = 0.05
     min_slice_rows: int = Field(default=30, ge=1)
+    confidence: float | None = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1.0,
+        description="promote only when the lower bound of this two-sided confidence interval of the "
+        "paired improvement over the champion (DeLong for roc_auc, McNemar for accuracy, a paired "
+        "bootstrap otherwise) clears min_improvement; an interval that straddles it is "
+        "'inconclusive'. Slices are judged with the level corrected for their number. null "
+        "compares point estimates",
+    )
     replace_failing_champion: bool = Field(
         default=True,
         description="when the champion itself misses the threshold on the same held-out data, "

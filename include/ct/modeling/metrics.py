@@ -102,6 +102,18 @@ def metrics_of_scores(config: PipelineConfig, scores: Scores, target: pd.Series)
     return results
 
 
+def slice_positions(config: PipelineConfig, test: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Row positions of every slice value with at least ``promotion.min_slice_rows`` rows, keyed
+    ``column=value``."""
+    positions: dict[str, np.ndarray] = {}
+    frame = test.reset_index(drop=True)
+    for column in config.slices:
+        for value, rows in frame.groupby(column, dropna=False, observed=True).indices.items():
+            if len(rows) >= config.promotion.min_slice_rows:
+                positions[f"{column}={value}"] = np.asarray(rows)
+    return positions
+
+
 def slice_metrics(
     config: PipelineConfig, model: Any, test: pd.DataFrame, *, scores: Scores | None = None
 ) -> dict[str, dict[str, float]]:
@@ -112,14 +124,9 @@ def slice_metrics(
     if scores is None:
         scores = score(config, model, test[config.feature_names])
     results: dict[str, dict[str, float]] = {}
-    for column in config.slices:
-        for value, positions in (
-            test.reset_index(drop=True).groupby(column, dropna=False, observed=True).indices.items()
-        ):
-            if len(positions) < config.promotion.min_slice_rows:
-                continue
-            target = test[config.target].iloc[positions]
-            metric = metrics_of_scores(config, scores.take(positions), target)[config.metric]
-            if not math.isnan(metric):
-                results[f"{column}={value}"] = {config.metric: metric, "rows": float(len(positions))}
+    for key, positions in slice_positions(config, test).items():
+        target = test[config.target].iloc[positions]
+        metric = metrics_of_scores(config, scores.take(positions), target)[config.metric]
+        if not math.isnan(metric):
+            results[key] = {config.metric: metric, "rows": float(len(positions))}
     return results

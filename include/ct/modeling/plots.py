@@ -21,6 +21,9 @@ class Comparison(Protocol):
     threshold: float
     promote: bool
 
+    @property
+    def outcome(self) -> str: ...
+
 
 def pyplot() -> Any:
     """matplotlib's pyplot on the file-only Agg backend (tasks never draw to a screen)."""
@@ -99,7 +102,7 @@ def comparison_plot(
     ax.axhline(decision.threshold, color="red", linestyle="--", linewidth=1, label="threshold")
     ax.set_xticks(positions, labels, rotation=30, ha="right")
     ax.set_ylabel(decision.metric)
-    ax.set_title(f"{config.name}: {'PROMOTE' if decision.promote else 'REJECT'}")
+    ax.set_title(f"{config.name}: {decision.outcome.upper()}")
     ax.legend()
     return _save(fig, out / "champion_vs_challenger.png")
 
