@@ -1,6 +1,6 @@
-"""The continuous-training view inside the Airflow UI: champions, gate decisions and drift per
-pipeline, read from MLflow. Served by the API server behind Airflow's login; each pipeline is
-shown only to users who may read its DAG.
+"""The continuous-training view of the Airflow UI: champions, gate decisions and drift per
+pipeline, read from MLflow. Served by the API server behind Airflow's login and linked from the
+UI's Browse menu; each pipeline is shown only to users who may read its DAG.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from include.ct.registry.history import PipelineHistory, pipeline_history
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/continuous-training"
-# The Airflow UI shows this page in its navigation (a plugin external view, in an iframe).
+# The Airflow UI's navigation links to this page (a plugin external view). It has no url_route on
+# purpose: Airflow embeds routed views in an iframe sandboxed without popups or top navigation,
+# where no link to an Airflow run or into MLflow could be followed; as its own tab every link works.
 EXTERNAL_VIEW = {
     "name": "Continuous training",
     "href": URL_PREFIX.lstrip("/") + "/",
     "destination": "nav",
-    "url_route": "continuous-training",
     "category": "browse",
 }
 app = FastAPI(title="Continuous-training view")

@@ -60,14 +60,14 @@ def history() -> PipelineHistory:
     )
 
 
-def test_shows_champion_gates_and_drift_with_links_out_of_the_frame() -> None:
+def test_shows_champion_gates_and_drift_with_links() -> None:
     page = render([history()], airflow_base="http://airflow.test", errors={})
     assert "champion: version 2" in page
     assert "promote: &lt;b&gt;better&lt;/b&gt;" in page  # values from tags are escaped
-    # Airflow links replace the whole UI page (target _top), MLflow opens beside it
+    # Airflow links open in place, MLflow beside it
     assert (
-        "<a href='http://airflow.test/dags/ct_churn/runs/scheduled__2026-12-03T00%3A00%3A00%2B00%3A00' "
-        "target='_top'>" in page
+        "<a href='http://airflow.test/dags/ct_churn/runs/scheduled__2026-12-03T00%3A00%3A00%2B00%3A00'>"
+        in page
     )
     assert f"<a href='{MLFLOW}/#/models/churn/versions/2' target='_blank' rel='noopener'>v2</a>" in page
     assert (

@@ -1,6 +1,6 @@
 """The continuous-training view: one self-contained HTML page over ``PipelineHistory`` records.
 
-It is shown inside the Airflow UI (an iframe), so links into Airflow open in the top window and
+It is served by the Airflow API server beside the Airflow UI: links into Airflow open in place,
 links into MLflow in a new tab. No scripts: the page works with any content-security policy.
 """
 
@@ -38,12 +38,13 @@ def render(histories: Sequence[PipelineHistory], *, airflow_base: str, errors: d
     body = "".join(sections) or "<p>No continuous-training pipeline you may read.</p>"
     return (
         "<!doctype html><html lang='en'><meta charset='utf-8'><title>Continuous training</title>"
-        f"<style>{STYLE}</style><h1>Continuous training</h1>{body}</html>"
+        f"<style>{STYLE}</style><p><a href='{_e(airflow_base.rstrip('/'))}/'>Back to Airflow</a></p>"
+        f"<h1>Continuous training</h1>{body}</html>"
     )
 
 
 def _section(history: PipelineHistory, airflow: str) -> str:
-    dag_link = _link(f"{airflow}/dags/{history.dag_id}", history.dag_id, top=True)
+    dag_link = _link(f"{airflow}/dags/{history.dag_id}", history.dag_id)
     model = _link(history.model_url, history.model, new_tab=True)
     champion = f"version {history.champion}" if history.champion else "no champion yet"
     experiment = (
@@ -167,13 +168,13 @@ def _chart(runs: Sequence[GateEntry], metric: str) -> str:
 def _run_link(airflow: str, dag_id: str, run_id: str) -> str:
     if not run_id:
         return "-"
-    return _link(f"{airflow}/dags/{dag_id}/runs/{quote(run_id, safe='')}", run_id, top=True)
+    return _link(f"{airflow}/dags/{dag_id}/runs/{quote(run_id, safe='')}", run_id)
 
 
-def _link(url: str | None, text: str, *, top: bool = False, new_tab: bool = False) -> str:
+def _link(url: str | None, text: str, *, new_tab: bool = False) -> str:
     if not url:
         return _e(text)
-    target = " target='_top'" if top else " target='_blank' rel='noopener'" if new_tab else ""
+    target = " target='_blank' rel='noopener'" if new_tab else ""
     return f"<a href='{_e(url)}'{target}>{_e(text)}</a>"
 
 
