@@ -383,9 +383,18 @@ def iter_pipeline_configs() -> Iterator[tuple[Path, PipelineConfig | ConfigError
             yield path, exc
 
 
+def pipeline_configs() -> dict[str, PipelineConfig]:
+    """The valid configs by name; as for the DAGs, a config in ``CT_PIPELINES_DIR`` replaces a
+    bundled one of the same name."""
+    return {
+        loaded.name: loaded for _, loaded in iter_pipeline_configs() if isinstance(loaded, PipelineConfig)
+    }
+
+
 def find_pipeline_config(name: str) -> PipelineConfig:
-    """The config whose ``name`` is ``name``; used by CLIs and tasks."""
-    for path, loaded in iter_pipeline_configs():
+    """The config whose ``name`` is ``name``; used by CLIs and tasks. Like the DAG factory, the
+    last folder wins: a config in ``CT_PIPELINES_DIR`` replaces a bundled one of the same name."""
+    for path, loaded in reversed(list(iter_pipeline_configs())):
         if isinstance(loaded, PipelineConfig) and loaded.name == name:
             return loaded
         if isinstance(loaded, ConfigError) and path.stem == name:

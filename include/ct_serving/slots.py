@@ -157,12 +157,13 @@ class ModelServer:
 
 
 def configured_pipelines(names: Sequence[str] | None = None) -> list[PipelineConfig]:
-    """The valid pipeline configs to serve (all, or those named); broken ones are logged."""
-    configs = []
+    """The valid pipeline configs to serve (all, or those named; one per name, as the DAGs see
+    them); broken ones are logged."""
+    configs: dict[str, PipelineConfig] = {}
     for path, loaded in iter_pipeline_configs():
         if not isinstance(loaded, PipelineConfig):
             log.error("not serving %s: %s", path, loaded)
             continue
         if names is None or loaded.name in names:
-            configs.append(loaded)
-    return configs
+            configs[loaded.name] = loaded
+    return list(configs.values())

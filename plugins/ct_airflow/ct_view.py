@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
 from ct_airflow.access import ReadablePipeline, User, can_read_dag, send_browsers_to_login
-from include.ct.config import PipelineConfig, iter_pipeline_configs
+from include.ct.config import PipelineConfig, pipeline_configs
 from include.ct.registry import history_page
 from include.ct.registry.history import PipelineHistory, pipeline_history
 
@@ -34,11 +34,7 @@ send_browsers_to_login(app)
 
 
 def _readable_configs(user: Any) -> list[PipelineConfig]:
-    return [
-        loaded
-        for _, loaded in iter_pipeline_configs()
-        if isinstance(loaded, PipelineConfig) and can_read_dag(user, loaded.dag_id)
-    ]
+    return [config for config in pipeline_configs().values() if can_read_dag(user, config.dag_id)]
 
 
 @app.get("/", response_class=HTMLResponse)
