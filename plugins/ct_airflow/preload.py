@@ -43,6 +43,7 @@ DAG_MODULES = (
     "ct_airflow.approval",
     "ct_airflow.retrain",
     "ct_airflow.runtime",
+    "ct_airflow.run_notes",
 )
 # The library modules the operators call.
 PIPELINE_MODULES = (
