@@ -8,9 +8,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from include.ct.config import PipelineConfig
-from include.ct.modeling.evaluate import decide
+from include.ct.modeling.evaluate import GateDecision, decide
 from include.ct.modeling.metrics import Scores
-from include.ct.modeling.paired import compare
+from include.ct.modeling.paired import PairedComparison, compare
 
 
 def binary_scores(probability_of_one: np.ndarray) -> Scores:
@@ -31,6 +31,19 @@ def two_models(
     return y, scores[0], scores[1]
 
 
+def gate(config: PipelineConfig, paired: PairedComparison) -> GateDecision:
+    """The gate's decision on the paired test alone (no slices, champion v1)."""
+    return decide(
+        config,
+        {"roc_auc": paired.challenger},
+        {},
+        {"roc_auc": paired.champion},
+        {},
+        comparison=paired,
+        champion_version="1",
+    )
+
+
 def test_delong_reproduces_the_aucs_and_identical_models_are_rejected(churn: PipelineConfig) -> None:
     rng = np.random.default_rng(1)
     y, a, b = two_models(rng, 800, (1.0, 0.8))
@@ -42,15 +55,7 @@ def test_delong_reproduces_the_aucs_and_identical_models_are_rejected(churn: Pip
 
     same = compare(churn, "roc_auc", y, a, a, confidence=0.95)
     assert (same.improvement, same.low, same.high) == (0.0, 0.0, 0.0)
-    decision = decide(
-        churn,
-        {"roc_auc": same.challenger},
-        {},
-        {"roc_auc": same.champion},
-        {},
-        comparison=same,
-        champion_version="1",
-    )
+    decision = gate(churn, same)
     assert decision.outcome == "reject"
 
 
@@ -58,30 +63,14 @@ def test_a_tiny_difference_is_inconclusive_and_a_clear_one_promotes(churn: Pipel
     rng = np.random.default_rng(2)
     y, a, b = two_models(rng, 400, (1.02, 1.0))
     noisy = compare(churn, "roc_auc", y, a, b, confidence=0.95)
-    decision = decide(
-        churn,
-        {"roc_auc": noisy.challenger},
-        {},
-        {"roc_auc": noisy.champion},
-        {},
-        comparison=noisy,
-        champion_version="1",
-    )
+    decision = gate(churn, noisy)
     assert decision.outcome == "inconclusive", decision.summary
     assert not decision.promote and decision.inconclusive
     assert "straddles the margin" in decision.summary and "DeLong, n=400" in decision.summary
 
     y, a, b = two_models(rng, 5000, (1.5, 1.0))
     clear = compare(churn, "roc_auc", y, a, b, confidence=0.95)
-    decision = decide(
-        churn,
-        {"roc_auc": clear.challenger},
-        {},
-        {"roc_auc": clear.champion},
-        {},
-        comparison=clear,
-        champion_version="1",
-    )
+    decision = gate(churn, clear)
     assert decision.outcome == "promote", decision.summary
     assert decision.comparison is not None and decision.comparison["low"] > 0
 
