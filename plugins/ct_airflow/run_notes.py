@@ -112,18 +112,20 @@ def _gate_decision(dag_run: Any) -> Mapping[str, Any] | None:
 
 
 def _add_gate_to_note(dag_run: Any) -> None:
-    if not str(dag_run.dag_id).startswith(NOTED_DAG_PREFIX):
-        return
-    note = dag_run.note or ""
-    if not note.startswith("Trigger:") or "\nGate:" in note:
-        return  # someone else's note, or already done
+    """Append the gate line to a note this listener wrote; any failure only costs the line."""
+    from sqlalchemy import inspect
+
+    if not str(dag_run.dag_id).startswith(NOTED_DAG_PREFIX) or inspect(dag_run).detached:
+        return  # not ours, or a run outside the scheduler's session (``airflow dags test``)
     try:
+        note = dag_run.note or ""
+        if not note.startswith("Trigger:") or "\nGate:" in note:
+            return  # someone else's note, or already done
         decision = _gate_decision(dag_run)
+        if decision is not None:
+            dag_run.note = f"{note}\n{gate_note(decision)}"[:1000]
     except Exception:  # a note is never worth failing the scheduler loop
-        log.exception("could not read the gate decision of %s %s", dag_run.dag_id, dag_run.run_id)
-        return
-    if decision is not None:
-        dag_run.note = f"{note}\n{gate_note(decision)}"[:1000]
+        log.exception("could not add the gate decision to the note of %s %s", dag_run.dag_id, dag_run.run_id)
 
 
 @hookimpl

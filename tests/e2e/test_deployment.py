@@ -29,6 +29,7 @@ from testbed.services import (
     copy_config,
     start_prediction_service,
     stop,
+    wait_for_http,
 )
 from tests.helpers.airflow_runs import run_dag
 from tools import datagen
@@ -97,7 +98,9 @@ def train_and_deploy(conf: dict[str, Any] | None = None) -> Any:
 
 
 def test_promoted_model_is_served_and_smoke_tested(service: PredictionService, client: MlflowClient) -> None:
-    # no champion yet: the service works (ready), the model is reported and not ready on its own
+    # no champion yet: once the registry has answered, the service works (ready) and reports the
+    # model, which is not ready on its own
+    wait_for_http(f"{service.url}/ready", 60, service.process)
     before = httpx.get(f"{service.url}/ready", timeout=10)
     assert before.status_code == 200 and before.json()["no_champion"] == [PIPELINE], before.text
     assert httpx.get(f"{service.url}/v1/models/{PIPELINE}/ready", timeout=10).status_code == 503
