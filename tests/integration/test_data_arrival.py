@@ -120,7 +120,9 @@ def test_a_dropped_batch_leads_to_exactly_one_run_that_consumes_it(stack: Airflo
     assert [b["file"] for b in snapshot["batches"]] == [batch.name]
     trigger = {"kind": "data_arrival", "reason": f"new data: {batch.name}"}
     assert stack.xcom("ct_arrivals", run_id, "extract", "trigger") == trigger
-    assert _note(stack, "ct_arrivals", run_id) == f"Trigger: data_arrival. new data: {batch.name}"
+    trigger_line, gate_line = _note(stack, "ct_arrivals", run_id).splitlines()
+    assert trigger_line == f"Trigger: data_arrival. new data: {batch.name}"
+    assert gate_line.startswith("Gate: "), gate_line  # added by the scheduler when the run ended
     assert not batch.exists()  # consumed: archived, not left in the landing zone
     assert list(pipeline_paths(config).archive.rglob(batch.name))
     from mlflow import MlflowClient
@@ -217,7 +219,7 @@ def test_new_sql_rows_trigger_one_run_and_a_backfill_reads_exactly_its_intervals
             (f"sql_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.parquet", 300)
         ]
         assert (
-            _note(stack, "ct_warehouse", run_id)
+            _note(stack, "ct_warehouse", run_id).splitlines()[0]
             == f"Trigger: backfill. backfill of {start:%Y-%m-%d} 00:00 UTC"
         )
     # Backfills re-read history without moving the incremental stream's watermark.
