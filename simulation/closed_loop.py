@@ -29,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from include.ct.config import PipelineConfig, TrainingSpec, find_pipeline_config, metric_higher_is_better
 from include.ct.data.samples import schema_batch
-from include.ct.modeling.evaluate import GateDecision, decide
-from include.ct.modeling.metrics import compute_metrics, slice_metrics
+from include.ct.modeling.evaluate import GateDecision, decide, paired_comparisons
+from include.ct.modeling.metrics import compute_metrics, score, slice_metrics
 from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema, split
 from include.ct.modeling.window import choose_window
 from tools import datagen
@@ -376,6 +376,15 @@ def _gate(
     if champion is None:
         return decide(config, challenger_metrics, challenger_slices, None, None)
     incumbent = Scored(champion, test, features)
+    comparison, slice_comparisons = None, None
+    if config.promotion.confidence is not None:  # judged on the paired interval, as evaluate does
+        comparison, slice_comparisons = paired_comparisons(
+            config,
+            test,
+            score(config, challenger, test[features]),
+            score(config, champion, test[features]),
+            config.promotion.confidence,
+        )
     return decide(
         config,
         challenger_metrics,
@@ -383,6 +392,8 @@ def _gate(
         compute_metrics(config, incumbent, test[features], test[config.target]),
         slice_metrics(config, incumbent, test),
         champion_version=str(champion_version),
+        comparison=comparison,
+        slice_comparisons=slice_comparisons,
     )
 
 
