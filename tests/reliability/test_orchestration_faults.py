@@ -56,6 +56,7 @@ def stack(
                 'schedule: "@daily"': 'schedule: "* * * * *"' if name == "clock" else "schedule: null",
                 f"  path: landing/{name}\n": f"  path: landing/{name}\n" + FAST_WATCH,
                 "max_slice_drop: 0.05": "max_slice_drop: 1.0",
+                "min_improvement: 0.0": "min_improvement: -1.0",  # every run promotes (not a gate test)
                 "delay_seconds: 20 ": "delay_seconds: 2 ",
             },
         )
