@@ -290,12 +290,11 @@ def paired_comparisons(
     """The metric's paired test on all rows, and on each slice at the level corrected for the
     number of slices (Bonferroni), so that judging many slices does not multiply false alarms."""
     target = test[config.target].to_numpy()
-    overall = compare(config, config.metric, target, challenger, champion, confidence=confidence)
+    overall = compare(config.metric, target, challenger, champion, confidence=confidence)
     positions = slice_positions(config, test)
     corrected = 1 - (1 - confidence) / max(len(positions), 1)
     slices = {
         key: compare(
-            config,
             config.metric,
             target[rows],
             challenger.take(rows),

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from include.ct.config import PipelineConfig, metric_higher_is_better
+from include.ct.config import metric_higher_is_better
 from include.ct.modeling.metrics import Scores
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -60,7 +60,6 @@ class PairedComparison:
 
 
 def compare(
-    config: PipelineConfig,
     metric: str,
     target: pd.Series | np.ndarray,
     challenger: Scores,
@@ -82,7 +81,7 @@ def compare(
         return _index_bootstrap_roc_auc(y, challenger, champion, confidence, max(resamples // 5, 100), seed)
     if metric == "accuracy":
         return _paired_proportions(y == challenger.predicted, y == champion.predicted, z, confidence)
-    statistic = _per_row_statistic(config, metric, y, challenger, champion)
+    statistic = _per_row_statistic(metric, y, challenger, champion)
     return _poisson_bootstrap(metric, statistic, sign, confidence, resamples, seed)
 
 
@@ -200,9 +199,7 @@ class _RowStatistic:
     value: Any  # (weighted column sums: chunk x k) -> (challenger values, champion values)
 
 
-def _per_row_statistic(
-    config: PipelineConfig, metric: str, y: np.ndarray, challenger: Scores, champion: Scores
-) -> _RowStatistic:
+def _per_row_statistic(metric: str, y: np.ndarray, challenger: Scores, champion: Scores) -> _RowStatistic:
     if metric in ("rmse", "mae", "r2"):
         actual = y.astype(float)
         a, b = challenger.predicted.astype(float), champion.predicted.astype(float)
