@@ -44,7 +44,6 @@ from include.ct.config import (
     BUNDLED_PIPELINES_DIR,
     PipelineConfig,
     load_pipeline_config,
-    metric_higher_is_better,
 )
 from include.ct.data.extract import BATCH_SUFFIXES, accepted_versions
 from include.ct.data.samples import EPOCH
@@ -636,17 +635,9 @@ def run_full(
         run_info["cpu_seconds_per_day"] = round(sum(day_cpus) / max(1, len(day_cpus)), 1)
         with contextlib.suppress(OSError):
             run_info["load_average"] = round(os.getloadavg()[0], 1)  # others' work inflates wall time
-        result = SimulationResult(
-            pipeline=sim_config.name,
-            metric=sim_config.metric,
-            higher_is_better=metric_higher_is_better(sim_config.metric),
-            scenario=scenario,
-            mode="full",
-            settings=settings_of(sim_config),
-            records=sorted(records, key=lambda r: (r.day, POLICIES.index(r.policy))),
-            seconds=time.perf_counter() - started,
-            run_info=run_info,
-        )
+        ordered = sorted(records, key=lambda r: (r.day, POLICIES.index(r.policy)))
+        result = SimulationResult.of(sim_config, scenario, "full", ordered, started)
+        result.run_info = run_info
         report = write_report(result, out)
         run_id = log_to_mlflow(result, report_files(report), stack.mlflow_url)
         log.info("wrote %s; logged to the simulation's MLflow (%s, run %s)", report, stack.mlflow_url, run_id)

@@ -273,6 +273,22 @@ class SimulationResult:
     settings: dict[str, Any] = field(default_factory=dict)  # the config keys that shape the outcome
     run_info: dict[str, Any] = field(default_factory=dict)  # full mode: how it ran (versions, timings)
 
+    @classmethod
+    def of(
+        cls, config: PipelineConfig, scenario: Scenario, mode: str, records: list[DayRecord], started: float
+    ) -> SimulationResult:
+        """The result of ``config`` on ``scenario``, timed from ``started`` (``time.perf_counter``)."""
+        return cls(
+            pipeline=config.name,
+            metric=config.metric,
+            higher_is_better=metric_higher_is_better(config.metric),
+            scenario=scenario,
+            mode=mode,
+            settings=settings_of(config),
+            records=records,
+            seconds=time.perf_counter() - started,
+        )
+
     def policy(self, name: str) -> list[DayRecord]:
         """The records of one policy, by day."""
         return sorted((r for r in self.records if r.policy == name), key=lambda r: r.day)
@@ -728,16 +744,7 @@ def run_fast(
         day_records = policies.step(today)
         records.extend(day_records)
         _log_day(scenario, today.day, day_records)
-    return SimulationResult(
-        pipeline=config.name,
-        metric=config.metric,
-        higher_is_better=metric_higher_is_better(config.metric),
-        scenario=scenario,
-        mode="fast",
-        settings=settings_of(config),
-        records=records,
-        seconds=time.perf_counter() - started,
-    )
+    return SimulationResult.of(config, scenario, "fast", records, started)
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
