@@ -1,9 +1,8 @@
 """Paired comparison of two models on the same rows: the improvement and its confidence interval.
 
-The gate must not promote noise: a challenger 0.0002 ROC AUC better than the champion on a few
-thousand rows is not better. Both models are scored on the same held-out rows, so the test is
-paired (each row's outcome under both models), which is far tighter than comparing two
-independent estimates:
+The gate must not promote noise: a difference smaller than the held-out rows can resolve is not an
+improvement. Both models are scored on the same rows, so the test is paired (each row's outcome
+under both models), which is far tighter than comparing two independent estimates:
 
 - ROC AUC (binary): DeLong's test, the variance of the difference of two correlated AUCs from
   their structural components (DeLong et al. 1988; the midrank algorithm of Sun and Xu 2014).
