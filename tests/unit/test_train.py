@@ -64,11 +64,22 @@ def test_training_fits_the_standard_pipeline_and_any_wrapped_one_alike(churn: Pi
     np.testing.assert_allclose(wrapped.predict_proba(features), standard.predict_proba(features))
 
 
-def test_the_logged_dataset_is_mlflows_own_with_the_projects_digest(churn: PipelineConfig) -> None:
+def test_the_logged_dataset_carries_the_configs_schema_and_the_projects_digest(
+    churn: PipelineConfig,
+) -> None:
+    from mlflow.types import DataType
+
     from include.ct.modeling import train as train_module
 
     frame = coerce_to_schema(churn, datagen.churn_batch(400, day=1))
-    dataset = train_module.logged_dataset(frame, source="/tmp/snapshots", target=churn.target, name="t")
+    dataset = train_module.logged_dataset(churn, frame, source="/tmp/snapshots", name="t")
     assert dataset.digest == train_module.dataset_digest(frame)
-    assert set(dataset.schema.input_names()) == set(frame.columns)
+    assert dataset.source.to_dict()["uri"].endswith("/tmp/snapshots")
+    columns = {column.name: column for column in dataset.schema.inputs}
+    assert set(columns) == set(frame.columns)
+    for name, spec in churn.features.items():
+        assert columns[name].required is not spec.nullable
+        expected = {"integer": DataType.long, "float": DataType.double, "boolean": DataType.boolean}
+        assert columns[name].type == expected.get(spec.type, DataType.string)
+    assert columns[churn.target].type == DataType.long
     assert '"mlflow_colspec"' in dataset.to_dict()["schema"]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from include.ct.config import PipelineConfig
+from include.ct.config import FeatureSpec, PipelineConfig
 from include.ct.data.extract import accepted_set_version, load_training_snapshots
 from include.ct.modeling.metrics import metrics_of_scores, score
 from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema, split
@@ -153,13 +153,63 @@ def dataset_digest(frame: pd.DataFrame) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def logged_dataset(frame: pd.DataFrame, *, source: str, target: str, name: str) -> Any:
-    """The MLflow dataset of ``frame`` (``mlflow.data.from_pandas``) with this project's content
-    digest, so the same rows get the same digest in every run."""
-    import mlflow.data
+def _column_type(dtype: Any) -> str:
+    """The MLflow ``DataType`` name for a pandas dtype (for columns the config gives no type)."""
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "long"
+    if pd.api.types.is_float_dtype(dtype):
+        return "double"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    return "string"
 
-    return mlflow.data.from_pandas(
-        frame, source=source, targets=target, name=name, digest=dataset_digest(frame)
+
+def _feature_type(spec: FeatureSpec) -> str:
+    if spec.type == "integer":
+        return "long"
+    if spec.type == "float":
+        return "double"
+    if spec.type == "boolean":
+        return "boolean"
+    values = spec.values or []
+    if values and all(isinstance(value, bool) for value in values):
+        return "boolean"
+    if values and all(isinstance(value, int) and not isinstance(value, bool) for value in values):
+        return "long"
+    return "string"
+
+
+def dataset_schema(config: PipelineConfig, frame: pd.DataFrame) -> Any:
+    """The MLflow ``Schema`` of a training frame, taken from the pipeline config.
+
+    MLflow's own inference reads every value of every column (seconds per million rows); the
+    config already states each feature's type and nullability, and validation enforced them.
+    """
+    from mlflow.types import ColSpec, DataType, Schema
+
+    columns = [
+        ColSpec(type=DataType[_feature_type(spec)], name=name, required=not spec.nullable)
+        for name, spec in config.features.items()
+    ]
+    for name in (config.target, config.timestamp):
+        if name is not None and name in frame.columns:
+            columns.append(ColSpec(type=DataType[_column_type(frame[name].dtype)], name=name))
+    return Schema(columns)
+
+
+def logged_dataset(config: PipelineConfig, frame: pd.DataFrame, *, source: str, name: str) -> Any:
+    """The MLflow dataset of ``frame``: its source, this project's content digest (the same rows get
+    the same digest in every run) and the config's schema, logged as MLflow's ``MetaDataset``."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    return MetaDataset(
+        source=resolve_dataset_source(source),
+        name=name,
+        digest=dataset_digest(frame),
+        schema=dataset_schema(config, frame),
     )
 
 
@@ -263,13 +313,11 @@ def train_challenger(config: PipelineConfig, lineage: registry.Lineage) -> Train
             }
         )
         mlflow.log_input(
-            logged_dataset(
-                train, source=str(paths.snapshots), target=config.target, name=f"{config.name}-train"
-            ),
+            logged_dataset(config, train, source=str(paths.snapshots), name=f"{config.name}-train"),
             context="training",
         )
         mlflow.log_input(
-            logged_dataset(test, source=str(test_path), target=config.target, name=f"{config.name}-test"),
+            logged_dataset(config, test, source=str(test_path), name=f"{config.name}-test"),
             context="evaluation",
         )
         example = train[features].head(5).copy()
