@@ -81,9 +81,10 @@ DAG_DOC = """
 
 **Flow:** extract new batches from `{landing}` → validate with the Great Expectations suite
 built from `{config_file}` → train a scikit-learn Pipeline (MLflow run) → evaluate challenger
-against the serving `champion` on the same held-out rows → gate → register (and load-test in a
-fresh serving process){approval} → deploy: move the `champion` alias, make the prediction service
-serve it, smoke-test it over HTTP, check its latency, and roll back on any failure.
+against the serving `champion` on the same held-out rows → gate → register (and prove it loads
+in the prediction service beside the champion){approval} → deploy ({strategy}): move the
+`champion` alias, make the prediction service serve it, smoke-test it over HTTP, check its
+latency, and roll back on any failure.
 
 * Primary metric **{metric}**; floor {threshold}, margin over the champion {margin},
   max slice drop {slice_drop} on slices {slices}.
@@ -91,6 +92,33 @@ serve it, smoke-test it over HTTP, check its latency, and roll back on any failu
 * Bad batches are moved to the quarantine folder with an HTML/JSON report (see the
   *Validation report* link on the validate task).
 """
+
+
+DIRECT_DEPLOY = (
+    "Move `champion` to the new version, have the prediction service (connection `ct_serving`) "
+    "reload and report it, compare its HTTP answers on held-out rows with the offline predictions "
+    "and check p95 latency under {p95} ms. Any failure moves the alias back and records the reason "
+    "on the version."
+)
+ONLINE_WAIT = (
+    " The task then defers to the triggerer (no worker slot held) until the online decision, read "
+    "every {online.poll_seconds:g} s: the challenger's live {metric} against the champion's on the "
+    "same requests once their labels arrive (at least {online.min_labels}), judged with an "
+    "always-valid interval, so reading it repeatedly is safe. Promote when the challenger is surely "
+    "no worse than {online.tolerance:g}; roll back (tag `rejected_online`, the task fails, the "
+    "champion never changed) when it is surely worse, when its error rate or p99 latency breaks "
+    "the budget, or after {online.max_wait_hours:g} h without a conclusion. Promotion then runs the "
+    "direct checks: " + DIRECT_DEPLOY
+)
+DEPLOY_DOC = {
+    "direct": DIRECT_DEPLOY,
+    "shadow": "Stage the new version as `challenger`: the prediction service loads it beside the "
+    "champion and scores {share:.0%} of live requests with it off the request path; clients only "
+    "ever get the champion's answer." + ONLINE_WAIT,
+    "canary": "Stage the new version as `challenger`: the prediction service answers a share of "
+    "requests with it ({steps}; sticky per client id), the next step after enough healthy "
+    "requests, while the champion scores those requests beside it." + ONLINE_WAIT,
+}
 
 
 def _promote_or_stop(decision: dict[str, Any]) -> bool:
@@ -177,6 +205,11 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             slice_drop=config.promotion.max_slice_drop,
             slices=config.slices or "none",
             approval=" → a person approves in the UI" if config.deploy.approval == "manual" else "",
+            strategy={
+                "direct": "direct",
+                "shadow": "after a shadow period judged on live labels",
+                "canary": "after canary steps judged on live labels",
+            }[config.deploy.strategy],
         ),
     ) as dag:
         extract = ExtractBatchesOperator(
@@ -229,9 +262,12 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             pipeline=config.name,
             trained=train.output,
             decision=evaluate.output,
-            doc_md="Register the model version (once, even on retry) and load it in a fresh process "
-            "of the serving environment, which must predict held-out rows: a model that cannot "
-            "serve is tagged `rejected_infra` and never becomes champion.",
+            doc_md="Register the model version (once, even on retry) and prove it can serve: the "
+            "prediction service (connection `ct_serving`) loads it beside the champion with no "
+            "traffic (alias `challenger`), so deploying it is a swap; where no service answers or "
+            "no champion serves yet, a fresh process of the serving environment loads it and "
+            "predicts held-out rows. A model that cannot serve is tagged `rejected_infra` and "
+            "never becomes champion.",
             **service_retries(config),
         )
         deploy = DeployModelOperator(
@@ -240,10 +276,13 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             registered=register.output,
             trained=train.output,
             decision=evaluate.output,
-            doc_md="Move `champion` to the new version, have the prediction service (connection "
-            "`ct_serving`) reload and report it, compare its HTTP answers on held-out rows with the offline "
-            f"predictions and check p95 latency under {config.deploy.latency_p95_ms} ms. Any "
-            "failure moves the alias back and records the reason on the version.",
+            doc_md=DEPLOY_DOC[config.deploy.strategy].format(
+                p95=config.deploy.latency_p95_ms,
+                share=config.deploy.shadow_share,
+                steps=" → ".join(f"{step:.0%}" for step in config.deploy.canary_steps),
+                online=config.deploy.online,
+                metric=config.metric,
+            ),
         )
         extract >> validate
         evaluate >> gate >> register

@@ -169,6 +169,35 @@ class RuntimeSpec(_Strict):
     environment: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
 
 
+class OnlineValidationSpec(_Strict):
+    """How a staged challenger is judged on live traffic before it becomes the champion."""
+
+    max_wait_hours: float = Field(
+        default=72, gt=0, description="no decision by then: the challenger is rolled back"
+    )
+    min_labels: int = Field(default=200, ge=1, description="labelled paired predictions before any decision")
+    tolerance: float = Field(
+        default=0.005,
+        ge=0,
+        description="promote once the challenger is, with promotion.confidence, at most this much worse "
+        "than the champion (metric units); roll back once it is surely worse than that",
+    )
+    poll_seconds: float = Field(default=30, gt=0, description="how often the evidence is read")
+    guardrail_poll_seconds: float = Field(
+        default=5, gt=0, description="how often the challenger's error rate and latency are read"
+    )
+    error_rate_budget: float = Field(
+        default=0.01, ge=0, lt=1, description="challenger failures per request above which it rolls back"
+    )
+    latency_p99_ms: float = Field(default=250, gt=0, description="challenger p99 above which it rolls back")
+    guardrail_min_requests: int = Field(
+        default=50, ge=1, description="requests the challenger must see before its error rate and p99 count"
+    )
+    step_min_requests: int = Field(
+        default=200, ge=1, description="canary: healthy requests at a step before the next step"
+    )
+
+
 class DeploySpec(_Strict):
     """How a promoted model reaches the prediction service, and what it must pass there."""
 
@@ -181,6 +210,31 @@ class DeploySpec(_Strict):
     latency_p95_ms: float = Field(default=100, gt=0, description="p95 budget of those requests")
     ready_timeout_seconds: float = Field(default=120, gt=0, description="wait for the new version")
     infra_timeout_seconds: float = Field(default=300, gt=0, description="fresh-process load check")
+    strategy: Literal["direct", "shadow", "canary"] = Field(
+        default="direct",
+        description="direct: the alias moves at once; shadow: the challenger scores live requests beside "
+        "the champion, which answers them all; canary: it answers a growing share of requests. Shadow "
+        "and canary promote only after online validation on live labels",
+    )
+    shadow_share: float = Field(
+        default=1.0, gt=0, le=1, description="shadow: share of live requests the challenger also scores"
+    )
+    canary_steps: list[float] = Field(
+        default_factory=lambda: [0.05, 0.25, 0.5],
+        description="canary: shares of requests the challenger answers, in order, before promotion",
+    )
+    online: OnlineValidationSpec = Field(default_factory=OnlineValidationSpec)
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _canary_steps(cls, value: list[float]) -> list[float]:
+        if not value:
+            raise ValueError("at least one step is required")
+        if any(not 0 < share < 1 for share in value):
+            raise ValueError(f"every step is a share between 0 and 1 (exclusive), got {value}")
+        if value != sorted(set(value)):
+            raise ValueError(f"steps must increase, got {value}")
+        return value
 
 
 class MonitoringSpec(_Strict):

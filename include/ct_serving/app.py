@@ -1,4 +1,5 @@
-"""The HTTP API: predict, model status, reload (token required), liveness and readiness."""
+"""The HTTP API: predict (champion, or a staged challenger's shadow or canary share), model status,
+reload (token required), liveness and readiness."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import contextlib
 import hmac
 import json
 import logging
+import random
+import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -15,10 +19,12 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from include.ct.config import PipelineConfig
+from include.ct.registry.served_model import ServedModel
 from include.ct_serving.batching import PredictionBatcher
 from include.ct_serving.schema import request_json_schema
 from include.ct_serving.settings import API_PREFIX, RELOAD_TOKEN_ENV, ServingSettings
 from include.ct_serving.slots import ModelServer, ModelSlot, configured_pipelines
+from include.ct_serving.traffic import routes_to_challenger
 
 log = logging.getLogger("ct.serving")
 
@@ -35,6 +41,32 @@ def _field_errors(error: ValidationError) -> list[dict[str, Any]]:
             location += f"[{part}]" if isinstance(part, int) else f".{part}"
         out.append({"field": location, "message": item["msg"], "type": item["type"]})
     return out
+
+
+def route(
+    slot: ModelSlot, champion: ServedModel, ids: list[str] | None
+) -> tuple[ServedModel, ServedModel | None]:
+    """Which version answers a request and which, if any, scores it in the shadow.
+
+    infra (the register step's check that the version loads here): no traffic.
+    shadow: the champion answers; a ``share`` of requests is also scored by the challenger.
+    canary: a ``share`` of requests (sticky by id) is answered by the challenger, and the champion
+    scores those in the shadow, so every compared prediction is paired.
+    """
+    challenger, staged = slot.challenger, slot.staged
+    if challenger is None or staged is None or challenger.version != staged.version:
+        return champion, None
+    if staged.strategy == "canary":
+        if routes_to_challenger(staged.share, ids):
+            return challenger, champion
+        return champion, None
+    if staged.strategy == "shadow" and (staged.share >= 1 or random.random() < staged.share):
+        return champion, challenger
+    return champion, None  # infra: loaded, given no traffic
+
+
+def role_of(slot: ModelSlot, served: ServedModel) -> str:
+    return "challenger" if slot.challenger is served else "champion"
 
 
 def create_app(
@@ -75,7 +107,7 @@ def create_app(
     @app.get("/health", summary="Liveness: the process answers")
     async def health() -> dict[str, Any]:
         dropped = server.prediction_log.dropped if server.prediction_log else 0
-        return {"status": "ok", "prediction_log_dropped": dropped}
+        return {"status": "ok", "prediction_log_dropped": dropped, "shadow_dropped": server.shadow.dropped}
 
     @app.get(
         "/ready",
@@ -101,7 +133,11 @@ def create_app(
     async def list_models() -> dict[str, Any]:
         return {"models": [slot.status() for slot in server.slots.values()]}
 
-    @app.get(API_PREFIX + "/{name}", summary="The version serving, its run id and load time")
+    @app.get(
+        API_PREFIX + "/{name}",
+        summary="The version serving, its run id and load time; a staged challenger, the mode "
+        "(direct, shadow or canary), its traffic share and each version's request figures",
+    )
     async def describe(name: str) -> Any:
         slot = slot_or_404(name)
         return slot if not isinstance(slot, ModelSlot) else slot.status()
@@ -207,14 +243,45 @@ def create_app(
         if served is None:
             return _error(503, f"model '{name}' has no version loaded yet: {slot.last_error or 'loading'}")
         rows = [record.__dict__ for record in validated]
+        answering, shadow = route(slot, served, ids)
+        logged_ids = ids
+        if shadow is not None and ids is None:  # the two predictions are paired on these ids
+            logged_ids = [f"{uuid.uuid4().hex}-{i}" for i in range(len(rows))]
+        started = time.perf_counter()
         try:
-            predictions, probabilities = await batcher.predict(served, rows)
+            predictions, probabilities = await batcher.predict(answering, rows)
         except Exception as exc:
-            log.exception("%s v%s failed to predict", name, served.version)
-            return _error(500, f"model '{name}' version {served.version} failed to predict: {exc}")
+            slot.stats_for(answering.version, role_of(slot, answering)).record(
+                (time.perf_counter() - started) * 1000, ok=False
+            )
+            log.exception("%s v%s failed to predict", name, answering.version)
+            if answering is served:
+                return _error(500, f"model '{name}' version {served.version} failed to predict: {exc}")
+            # A failing canary never fails the client: the champion answers instead.
+            answering, shadow = served, None
+            try:
+                predictions, probabilities = await batcher.predict(served, rows)
+            except Exception as again:  # noqa: BLE001 - reported to the client as a 500
+                return _error(500, f"model '{name}' version {served.version} failed to predict: {again}")
+        else:
+            slot.stats_for(answering.version, role_of(slot, answering)).record(
+                (time.perf_counter() - started) * 1000, ok=True
+            )
         now = datetime.now(UTC)
         if server.prediction_log is not None:
-            server.prediction_log.append(name, served.version, now, rows, ids, predictions, probabilities)
+            server.prediction_log.append(
+                name, answering.version, now, rows, logged_ids, predictions, probabilities
+            )
+        if shadow is not None:
+            server.shadow.submit(
+                name,
+                shadow,
+                slot.stats_for(shadow.version, role_of(slot, shadow)),
+                now,
+                rows,
+                logged_ids or [],
+            )
+        served = answering
         response: dict[str, Any] = {
             "model": name,
             "version": served.version,

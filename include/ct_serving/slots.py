@@ -1,4 +1,5 @@
-"""Model slots: the serving version of each pipeline, the swap, and the poller that follows the alias."""
+"""Model slots: the serving version of each pipeline, its staged challenger, the swaps, and the
+poller that follows the ``champion`` and ``challenger`` aliases."""
 
 from __future__ import annotations
 
@@ -13,16 +14,21 @@ from typing import Any
 
 from include.ct.config import PipelineConfig, iter_pipeline_configs
 from include.ct.monitoring.prediction_log import PredictionLog
-from include.ct.registry import registry
+from include.ct.registry import registry, staging
 from include.ct.registry.served_model import ModelLoadError, ServedModel, load_served_model
+from include.ct.registry.staging import StagedChallenger
 from include.ct_serving.schema import record_model
 from include.ct_serving.settings import ServingSettings
+from include.ct_serving.shadow import ShadowScorer
+from include.ct_serving.traffic import VersionStats
 
 log = logging.getLogger("ct.serving")
 
 
 class ModelSlot:
-    """The serving model of one pipeline; a swap is one reference assignment."""
+    """The serving model of one pipeline and its staged challenger; a swap is one reference
+    assignment. Both are read back from the registry, so a restarted service resumes a shadow or
+    canary validation where it was."""
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
@@ -31,64 +37,133 @@ class ModelSlot:
         self.checked_at: datetime | None = None
         self.failed_version: str | None = None  # not retried by the poller until asked to
         self.has_champion: bool | None = None  # None until the registry has answered once
+        self.staged: StagedChallenger | None = None
+        self.challenger: ServedModel | None = None
+        self.challenger_error: str | None = None
+        self.failed_challenger: str | None = None
+        self.stats: dict[str, VersionStats] = {}
         self._lock = asyncio.Lock()
         self.record_adapter = record_model(config)
 
     async def refresh(self, *, retry_failed: bool = False) -> bool:
-        """Load the version ``champion`` points at if it is not the one serving; True if swapped.
+        """Follow ``champion`` (True if the serving version was swapped), then ``challenger``.
 
         A version that failed to load is not loaded again on every poll, only when
         ``retry_failed`` (the reload endpoint) asks for it.
         """
         async with self._lock:
-            try:
-                target = await asyncio.to_thread(self._champion_version)
-            except Exception as exc:  # noqa: BLE001 - registry unreachable: keep serving
-                self.last_error = f"registry unreachable: {exc}"
-                log.warning("%s: %s", self.config.name, self.last_error)
-                return False
-            self.checked_at = datetime.now(UTC)
-            self.has_champion = target is not None
-            if target is None:
-                if self.current is not None:  # the alias was removed: stop serving that version
-                    log.warning(
-                        "%s: champion alias removed, unloading v%s", self.config.name, self.current.version
-                    )
-                    self.current = None
-                self.last_error = "no champion registered"
-                return False
-            if self.current is not None and self.current.version == target:
-                self.last_error = None
-                return False
-            if target == self.failed_version and not retry_failed:
-                return False
-            started = time.perf_counter()
-            try:
-                loaded = await asyncio.to_thread(load_served_model, self.config, target)
-            except ModelLoadError as exc:
-                self.last_error = str(exc)
-                self.failed_version = target
-                log.error("%s: not swapping to version %s: %s", self.config.name, target, exc)
-                return False
-            previous = self.current.version if self.current else None
-            self.current = loaded  # the swap: requests already running keep their reference
+            swapped = await self._refresh_champion(retry_failed)
+            if self.has_champion is not None:  # the registry answered
+                await self._refresh_challenger(retry_failed)
+            return swapped
+
+    async def _refresh_champion(self, retry_failed: bool) -> bool:
+        try:
+            target = await asyncio.to_thread(self._champion_version)
+        except Exception as exc:  # noqa: BLE001 - registry unreachable: keep serving
+            self.last_error = f"registry unreachable: {exc}"
+            log.warning("%s: %s", self.config.name, self.last_error)
+            return False
+        self.checked_at = datetime.now(UTC)
+        self.has_champion = target is not None
+        if target is None:
+            if self.current is not None:  # the alias was removed: stop serving that version
+                log.warning(
+                    "%s: champion alias removed, unloading v%s", self.config.name, self.current.version
+                )
+                self.current = None
+            self.last_error = "no champion registered"
+            return False
+        if self.current is not None and self.current.version == target:
             self.last_error = None
-            self.failed_version = None
-            # Long-lived objects (models, libraries) out of the cyclic collector's sight: full
-            # collections over them stalled requests under load. (Reference
-            # counting still frees a replaced model.)
-            gc.freeze()
-            log.info(
-                "%s: now serving version %s (was %s), loaded in %.2f s",
-                self.config.name,
-                loaded.version,
-                previous,
-                time.perf_counter() - started,
-            )
-            return True
+            return False
+        if target == self.failed_version and not retry_failed:
+            return False
+        started = time.perf_counter()
+        try:
+            if self.challenger is not None and self.challenger.version == target:
+                loaded = self.challenger  # promoted: the staged copy is loaded and checked already
+            else:
+                loaded = await asyncio.to_thread(load_served_model, self.config, target)
+        except ModelLoadError as exc:
+            self.last_error = str(exc)
+            self.failed_version = target
+            log.error("%s: not swapping to version %s: %s", self.config.name, target, exc)
+            return False
+        previous = self.current.version if self.current else None
+        self.current = loaded  # the swap: requests already running keep their reference
+        self.last_error = None
+        self.failed_version = None
+        # Long-lived objects (models, libraries) out of the cyclic collector's sight: full
+        # collections over them stalled requests under load. (Reference
+        # counting still frees a replaced model.)
+        gc.freeze()
+        log.info(
+            "%s: now serving version %s (was %s), loaded in %.2f s",
+            self.config.name,
+            loaded.version,
+            previous,
+            time.perf_counter() - started,
+        )
+        return True
 
     def _champion_version(self) -> str | None:
         return registry.champion_version_strict(self.config)
+
+    async def _refresh_challenger(self, retry_failed: bool) -> None:
+        try:
+            staged = await asyncio.to_thread(staging.staged_challenger, self.config)
+        except Exception as exc:  # noqa: BLE001 - registry unreachable: keep what is loaded
+            log.warning("%s: could not read the staged challenger: %s", self.config.name, exc)
+            return
+        if staged is None or self.current is None or staged.version == self.current.version:
+            if self.challenger is not None:
+                log.info(
+                    "%s: challenger v%s unstaged, unloading it", self.config.name, self.challenger.version
+                )
+            self.staged, self.challenger, self.challenger_error = None, None, None
+            return
+        self.staged = staged
+        self.stats_for(staged.version, "challenger").at_share(staged.share)
+        if self.challenger is not None and self.challenger.version == staged.version:
+            return
+        if staged.version == self.failed_challenger and not retry_failed:
+            return
+        self.challenger = None
+        started = time.perf_counter()
+        try:
+            loaded = await asyncio.to_thread(load_served_model, self.config, staged.version)
+        except ModelLoadError as exc:
+            self.challenger_error = str(exc)
+            self.failed_challenger = staged.version
+            log.error("%s: cannot load challenger v%s: %s", self.config.name, staged.version, exc)
+            return
+        self.challenger, self.challenger_error, self.failed_challenger = loaded, None, None
+        gc.freeze()
+        log.info(
+            "%s: challenger v%s loaded for %s at %.0f%% in %.2f s",
+            self.config.name,
+            loaded.version,
+            staged.strategy,
+            staged.share * 100,
+            time.perf_counter() - started,
+        )
+
+    def stats_for(self, version: str, role: str) -> VersionStats:
+        """The request figures of ``version`` in this process (created on first use)."""
+        stats = self.stats.get(version)
+        if stats is None or stats.role != role:
+            stats = self.stats[version] = VersionStats(role)
+        return stats
+
+    @property
+    def challenger_state(self) -> str | None:
+        """serving, loading or failed while a challenger is staged; None otherwise."""
+        if self.staged is None:
+            return None
+        if self.challenger is not None and self.challenger.version == self.staged.version:
+            return "serving"
+        return "failed" if self.failed_challenger == self.staged.version else "loading"
 
     @property
     def state(self) -> str:
@@ -114,6 +189,14 @@ class ModelSlot:
         body["last_error"] = self.last_error
         body["failed_version"] = self.failed_version
         body["checked_at"] = self.checked_at.isoformat() if self.checked_at else None
+        body["mode"] = self.staged.strategy if self.staged else "direct"
+        body["challenger"] = self.staged.version if self.staged else None
+        body["challenger_state"] = self.challenger_state
+        body["challenger_error"] = self.challenger_error
+        body["share"] = self.staged.share if self.staged else None
+        body["staged_at"] = self.staged.staged_at.isoformat() if self.staged else None
+        live = {self.current.version if self.current else None, self.staged.version if self.staged else None}
+        body["versions"] = {v: stats.snapshot() for v, stats in self.stats.items() if v in live}
         return body
 
 
@@ -128,11 +211,13 @@ class ModelServer:
             if settings.prediction_log is not None
             else None
         )
+        self.shadow = ShadowScorer(self.prediction_log)
         self._poller: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.prediction_log is not None:
             self.prediction_log.start()
+        self.shadow.start()
         if self.settings.poll_seconds > 0:
             self._poller = asyncio.create_task(self._poll_forever())
         elif self.settings.load_on_start:  # no polling: load once, then reloads come over HTTP
@@ -143,6 +228,7 @@ class ModelServer:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
+        await asyncio.to_thread(self.shadow.close)
         if self.prediction_log is not None:
             await asyncio.to_thread(self.prediction_log.close)
 

@@ -17,9 +17,9 @@ against champion {{ ti.xcom_pull(task_ids='evaluate')['champion'] }}
 
 Gate: {{ ti.xcom_pull(task_ids='evaluate')['summary'] }}
 
-Registered as version **{{ ti.xcom_pull(task_ids='register')['version'] }}**, which loaded and
-predicted in a fresh serving process. Approve to move `champion` to it; reject (or no answer in
-time) leaves the champion unchanged.
+Registered as version **{{ ti.xcom_pull(task_ids='register')['version'] }}**, which passed its
+infra check (it loads and predicts where it will serve). Approve to move `champion` to it;
+reject (or no answer in time) leaves the champion unchanged.
 """
 
 
@@ -57,10 +57,13 @@ class DeployApprovalOperator(ApprovalOperator):
         from include.ct.config import find_pipeline_config
         from include.ct.registry.deploy import DECISION, DECISION_REASON
         from include.ct.registry.registry import set_version_tags
+        from include.ct.registry.staging import unstage
 
+        config = find_pipeline_config(self.pipeline)
         version = str(self.registered["version"])
         tags = {"ct.approval": reason}
         if decision != "approved":
             tags.update({DECISION: decision, DECISION_REASON: reason})
-        set_version_tags(find_pipeline_config(self.pipeline), version, tags)
+            unstage(config, version)  # loaded for its infra check only: the service drops it
+        set_version_tags(config, version, tags)
         self.log.info("deployment of version %s: %s", version, reason)

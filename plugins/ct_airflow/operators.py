@@ -305,20 +305,31 @@ class EvaluateChallengerOperator(_StepOperator):
 
 
 class RegisterModelOperator(_PipelineOperator):
-    """Register the promoted challenger and prove it loads and predicts in a fresh serving process.
+    """Register the promoted challenger and prove it can serve: the live prediction service loads
+    it beside the champion (staged as ``challenger`` with no traffic, so the promotion is a swap),
+    or, where no service answers, a fresh serving process loads it and predicts held-out rows.
 
     :param trained: the train task's result (``train.output``).
     :param decision: the evaluate task's result (``evaluate.output``): promote or not, and why.
+    :param ct_serving_conn_id: the connection naming the prediction service (``ct_serving``).
     """
 
     template_fields: Sequence[str] = ("pipeline", "trained", "decision")
     operator_extra_links = (MlflowModelVersionLink(),)
     ui_color = "#fffbe6"
 
-    def __init__(self, *, trained: Upstream, decision: Upstream, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        trained: Upstream,
+        decision: Upstream,
+        ct_serving_conn_id: str = PredictionServiceHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.trained = trained
         self.decision = decision
+        self.ct_serving_conn_id = ct_serving_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from include.ct.registry.deploy import InfraValidationError, register_candidate
@@ -327,6 +338,7 @@ class RegisterModelOperator(_PipelineOperator):
         if not self.decision.get("promote"):
             raise AirflowSkipException(f"Gate rejected the challenger: {self.decision['summary']}")
         lineage = _lineage(config.name, context, self.trained["training_data_version"])
+        service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
         try:
             candidate = register_candidate(
                 config,
@@ -334,13 +346,17 @@ class RegisterModelOperator(_PipelineOperator):
                 self.trained["test_path"],
                 decision=self.decision["summary"],
                 lineage=lineage,
+                service=service,
             )
         except InfraValidationError as exc:
             # The model itself is broken: a retry would fail the same way. The champion is unchanged.
             raise AirflowFailException(str(exc)) from exc
+        finally:
+            if service is not None:
+                service.close()
         set_link(self, MlflowModelVersionLink, candidate.url)
         self.log.info(
-            "registered %s version %s; it loads and predicts in a fresh process (%s)",
+            "registered %s version %s; it can serve (%s)",
             candidate.model_name,
             candidate.version,
             candidate.infra_check,
@@ -349,10 +365,15 @@ class RegisterModelOperator(_PipelineOperator):
 
 
 class DeployModelOperator(_PipelineOperator):
-    """Move ``champion`` to the registered version and prove the prediction service serves it.
+    """Deploy the registered version as ``deploy.strategy`` says, and prove the service serves it.
 
-    The service reloads, must report the new version, answer held-out rows exactly as offline and
-    meet the latency budget; any failure moves the alias back and fails the task with the reason.
+    direct: move ``champion`` at once; the service reloads, must report the new version, answer
+    held-out rows exactly as offline and meet the latency budget; any failure moves the alias
+    back and fails the task with the reason.
+    shadow / canary: stage the version as ``challenger`` beside the champion (the service loading
+    it is its infra check), then defer to the triggerer until the online decision: promote (the
+    direct path above), roll back (the task fails with the reason; the champion never changed)
+    or, for canary, the next traffic step. Every step is tagged on the model version.
 
     :param registered: the register task's result (``register.output``): the model version.
     :param trained: the train task's result (``train.output``): the held-out rows to check with.
@@ -380,15 +401,19 @@ class DeployModelOperator(_PipelineOperator):
         self.ct_serving_conn_id = ct_serving_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        config = self.load_config()
+        set_link(self, MlflowModelVersionLink, self.registered.get("url"))
+        if config.deploy.strategy != "direct":
+            return self._stage(config, context)
+        return self._deploy_directly(config, str(self.registered["version"]), self.decision["summary"])
+
+    def _deploy_directly(self, config: Any, version: str, reason: str) -> dict[str, Any]:
         from include.ct.registry.deploy import DeploymentError, deploy_version
 
-        config = self.load_config()
-        version = str(self.registered["version"])
-        set_link(self, MlflowModelVersionLink, self.registered.get("url"))
         service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
         try:
             result = deploy_version(
-                config, version, self.trained["test_path"], reason=self.decision["summary"], service=service
+                config, version, self.trained["test_path"], reason=reason, service=service
             )
         except DeploymentError as exc:
             raise AirflowFailException(str(exc)) from exc
@@ -403,6 +428,84 @@ class DeployModelOperator(_PipelineOperator):
             result.checks or f"none (connection {self.ct_serving_conn_id} names no service)",
         )
         return result.to_dict()
+
+    def _stage(self, config: Any, context: Context) -> dict[str, Any]:
+        from include.ct.online.rollout import OnlineValidationError, stage_version
+        from include.ct.registry.deploy import DeploymentError
+
+        version = str(self.registered["version"])
+        service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
+        try:
+            staged = stage_version(
+                config, version, self.trained["test_path"], reason=self.decision["summary"], service=service
+            )
+        except (OnlineValidationError, DeploymentError) as exc:
+            raise AirflowFailException(str(exc)) from exc
+        finally:
+            if service is not None:
+                service.close()
+        if staged.deployed_directly:
+            self.log.info("version %s deployed directly: %s", version, staged.reason)
+            return staged.to_dict()
+        assert service is not None  # stage_version refuses to stage without one
+        self.log.info(
+            "version %s staged for %s validation at %s: waiting for the online decision",
+            version,
+            config.deploy.strategy,
+            staged.staged,
+        )
+        context["ti"].xcom_push(key="online", value={"outcome": "staged", **staged.to_dict()})
+        self._defer(config, version, service.base_url)
+        return staged.to_dict()  # not reached: defer hands the task to the triggerer
+
+    def _defer(self, config: Any, version: str, service_url: str) -> None:
+        from datetime import timedelta
+
+        from ct_airflow.triggers import OnlineValidationTrigger
+
+        self.defer(
+            trigger=OnlineValidationTrigger(
+                pipeline=config.name,
+                version=version,
+                service_url=service_url,
+                poll_seconds=config.deploy.online.poll_seconds,
+                guardrail_seconds=config.deploy.online.guardrail_poll_seconds,
+            ),
+            method_name="execute_complete",
+            # The decision itself gives up at max_wait_hours; this only bounds a lost trigger.
+            timeout=timedelta(hours=config.deploy.online.max_wait_hours + 1),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Carry out the triggerer's decision: promote, roll back, or defer again at the next step."""
+        from include.ct.online.decision import OnlineDecision
+        from include.ct.online.rollout import carry_out
+        from include.ct.registry.deploy import DeploymentError
+
+        config = self.load_config()
+        version = str(self.registered["version"])
+        decision = OnlineDecision(
+            action=event["action"], reason=str(event["reason"]), share=event.get("share")
+        )
+        self.log.info("online decision on version %s: %s (%s)", version, decision.action, decision.reason)
+        service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
+        try:
+            outcome = carry_out(config, version, decision, self.trained["test_path"], service)
+        except DeploymentError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        finally:
+            if service is not None:
+                service.close()
+        note = {**event, "outcome": outcome["action"], "reason": decision.reason, "version": version}
+        context["ti"].xcom_push(key="online", value=note)
+        if outcome["action"] == "advance" and service is not None:
+            self._defer(config, version, service.base_url)
+        if outcome["action"] == "rollback":
+            raise AirflowFailException(
+                f"version {version} was rolled back in online validation, the champion stays: "
+                f"{decision.reason}"
+            )
+        return {**outcome, "reason": decision.reason}
 
 
 class RollbackChampionOperator(_PipelineOperator):

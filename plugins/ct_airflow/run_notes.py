@@ -4,7 +4,9 @@
 the operators tag it on the MLflow run, and the listener below writes it as the run's note when
 the scheduler starts the run, so the Airflow grid shows the reason of every scheduled,
 data-arrival, backfill and manual run. When the run ends, a second line gives the gate's
-outcome (promote, reject or inconclusive) and why. A note someone already wrote is never replaced.
+outcome (promote, reject or inconclusive) and why, and a third the online validation's outcome
+(promoted or rolled back) where the pipeline deploys through shadow or canary. A note someone
+already wrote is never replaced.
 """
 
 from __future__ import annotations
@@ -95,8 +97,18 @@ def gate_note(decision: Mapping[str, Any]) -> str:
     return f"Gate: {outcome}. " + "; ".join(deciding[-2:] or reasons[-1:])
 
 
-def _gate_decision(dag_run: Any) -> Mapping[str, Any] | None:
-    """The evaluate task's result in this run, read where the scheduler keeps XComs."""
+DEPLOY_TASK = "deploy"
+ONLINE_OUTCOMES = {"promote": "promoted", "rollback": "rolled back", "staged": "still staged"}
+
+
+def online_note(online: Mapping[str, Any]) -> str:
+    """The note's third line, e.g. ``Online: rolled back. guardrail: error rate ...``."""
+    outcome = str(online.get("outcome") or "")
+    return f"Online: {ONLINE_OUTCOMES.get(outcome, outcome)}. {online.get('reason') or ''}".strip()
+
+
+def _task_value(dag_run: Any, task_id: str, key: str) -> Mapping[str, Any] | None:
+    """A task's XCom in this run, read where the scheduler keeps XComs."""
     from airflow.models.xcom import XComModel
     from sqlalchemy.orm import object_session
 
@@ -104,11 +116,17 @@ def _gate_decision(dag_run: Any) -> Mapping[str, Any] | None:
     if session is None:
         return None
     query = XComModel.get_many(
-        run_id=dag_run.run_id, key="return_value", dag_ids=dag_run.dag_id, task_ids=GATE_TASK, limit=1
+        run_id=dag_run.run_id, key=key, dag_ids=dag_run.dag_id, task_ids=task_id, limit=1
     )
     row = session.scalars(query).first()
     value = XComModel.deserialize_value(row) if row is not None else None
-    return value if isinstance(value, Mapping) and "promote" in value else None
+    return value if isinstance(value, Mapping) else None
+
+
+def _gate_decision(dag_run: Any) -> Mapping[str, Any] | None:
+    """The evaluate task's result in this run."""
+    value = _task_value(dag_run, GATE_TASK, "return_value")
+    return value if value is not None and "promote" in value else None
 
 
 def _add_gate_to_note(dag_run: Any) -> None:
@@ -121,9 +139,14 @@ def _add_gate_to_note(dag_run: Any) -> None:
         note = dag_run.note or ""
         if not note.startswith("Trigger:") or "\nGate:" in note:
             return  # someone else's note, or already done
+        lines = [note]
         decision = _gate_decision(dag_run)
         if decision is not None:
-            dag_run.note = f"{note}\n{gate_note(decision)}"[:1000]
+            lines.append(gate_note(decision))
+        online = _task_value(dag_run, DEPLOY_TASK, "online")
+        if online is not None:
+            lines.append(online_note(online))
+        dag_run.note = "\n".join(lines)[:1000]
     except Exception:  # a note is never worth failing the scheduler loop
         log.exception("could not add the gate decision to the note of %s %s", dag_run.dag_id, dag_run.run_id)
 

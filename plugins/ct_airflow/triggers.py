@@ -1,19 +1,21 @@
-"""Deferrable triggers that watch for new data; they run in the triggerer, holding no worker slot.
+"""Deferrable triggers; they run in the triggerer, holding no worker slot.
 
 ``NewBatchTrigger`` (files in the landing zone) and ``NewRowsTrigger`` (rows in a SQL source
 table) are event triggers: attached to an Asset through an ``AssetWatcher`` they turn each
 arrival into an Asset event, which schedules ``ct_<name>``. The logic is in ``include.ct.data.arrival``.
+``OnlineValidationTrigger`` waits for the online decision on a staged challenger.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +98,79 @@ def _sqlalchemy_engine(conn_id: str) -> Any:
 
     hook: Any = BaseHook.get_hook(conn_id)
     return hook.get_sqlalchemy_engine()
+
+
+class OnlineValidationTrigger(BaseTrigger):
+    """Waits in the triggerer for the online decision on a staged challenger.
+
+    Every ``guardrail_seconds`` it reads the service's figures for the challenger (a failed load,
+    the error rate, p99 latency: a breach rolls back without waiting for labels); every
+    ``poll_seconds`` it also reads the live evidence and the sequential test. It fires once the
+    decision is promote, roll back or (canary) the next step. The logic is in ``include.ct.online``.
+    """
+
+    def __init__(
+        self,
+        pipeline: str,
+        version: str,
+        service_url: str,
+        poll_seconds: float = 30.0,
+        guardrail_seconds: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+        self.version = version
+        self.service_url = service_url
+        self.poll_seconds = poll_seconds
+        self.guardrail_seconds = guardrail_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "ct_airflow.triggers.OnlineValidationTrigger",
+            {
+                "pipeline": self.pipeline,
+                "version": self.version,
+                "service_url": self.service_url,
+                "poll_seconds": self.poll_seconds,
+                "guardrail_seconds": self.guardrail_seconds,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        import time
+
+        import httpx
+
+        from include.ct.config import find_pipeline_config
+        from include.ct.online.decision import OnlineDecision, guardrail_breach
+        from include.ct.online.rollout import assess
+
+        next_assessment = 0.0
+        async with httpx.AsyncClient(base_url=self.service_url, timeout=10) as http:
+            while True:
+                config = await asyncio.to_thread(find_pipeline_config, self.pipeline)
+                try:
+                    response = await http.get(f"/v1/models/{self.pipeline}")
+                    status: dict[str, Any] | None = response.json() if response.status_code == 200 else None
+                except (httpx.HTTPError, ValueError) as exc:
+                    log.warning("%s: the prediction service did not answer: %s", self.pipeline, exc)
+                    status = None
+                decision: OnlineDecision | None = None
+                stats = (status or {}).get("versions", {}).get(self.version)
+                breach = guardrail_breach(config, stats)
+                if breach or (status or {}).get("challenger_state") == "failed":
+                    next_assessment = 0.0  # decide now, on the full picture
+                if time.monotonic() >= next_assessment:
+                    try:
+                        decision = await asyncio.to_thread(assess, config, self.version, status)
+                    except Exception:  # unreadable evidence must not end the wait
+                        log.exception(
+                            "%s: could not assess version %s; retrying", self.pipeline, self.version
+                        )
+                    next_assessment = time.monotonic() + self.poll_seconds
+                if decision is not None:
+                    if decision.action != "wait":
+                        yield TriggerEvent(json.loads(json.dumps(decision.to_dict(), default=float)))
+                        return
+                    log.info("%s v%s: %s", self.pipeline, self.version, decision.reason)
+                await asyncio.sleep(self.guardrail_seconds)

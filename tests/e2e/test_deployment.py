@@ -119,8 +119,12 @@ def test_promoted_model_is_served_and_smoke_tested(service: PredictionService, c
 def test_next_champion_replaces_the_first(service: PredictionService, client: MlflowClient) -> None:
     result = train_and_deploy()
     assert result.state == "success", result.tasks
+    # With a champion serving, the infra check is the live service loading v2 beside it, and the
+    # deploy swaps in that loaded copy.
+    assert result.xcom["register"]["infra_check"]["where"] == service.url
     assert (result.xcom["deploy"]["version"], result.xcom["deploy"]["previous_champion"]) == ("2", "1")
     assert serving_version(service) == champion(client) == "2"
+    assert "challenger" not in client.get_registered_model(PIPELINE).aliases  # unstaged once deployed
 
 
 def test_swaps_under_load_lose_no_request(service: PredictionService, client: MlflowClient) -> None:

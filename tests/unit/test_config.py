@@ -53,6 +53,11 @@ def test_bundled_churn_config_loads() -> None:
         ({"schedul": "@daily"}, "schedul", "unknown key"),
         ({"features": {"plan": {"type": "category"}}}, "features.plan", "allowed 'values'"),
         ({"promotion": {"threshold": "high"}}, "promotion.threshold", "got 'high'"),
+        ({"deploy": {"strategy": "blue_green"}}, "deploy.strategy", "got 'blue_green'"),
+        ({"deploy": {"canary_steps": [0.5, 0.25]}}, "deploy.canary_steps", "steps must increase"),
+        ({"deploy": {"canary_steps": [0.05, 1.0]}}, "deploy.canary_steps", "between 0 and 1"),
+        ({"deploy": {"shadow_share": 0}}, "deploy.shadow_share", "greater than 0"),
+        ({"deploy": {"online": {"min_label": 5}}}, "deploy.online.min_label", "unknown key"),
     ],
 )
 def test_invalid_config_names_file_and_key(

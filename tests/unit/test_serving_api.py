@@ -239,3 +239,133 @@ def test_readiness_waits_only_for_pipelines_that_have_a_champion(churn: Pipeline
         assert "fleet" in waiting.json()["detail"] and "bad signature" in waiting.json()["detail"]
         assert waiting.json()["models"]["fleet"]["state"] == "failed"
         assert client.get("/v1/models/churn/ready").status_code == 200
+
+
+class BrokenModel:
+    """A challenger that loads but fails every prediction."""
+
+    classes_ = [0, 1]
+
+    def predict_proba(self, features: object) -> object:
+        raise RuntimeError("broken challenger")
+
+
+def stage_in_memory(
+    app: object, churn: PipelineConfig, strategy: str, share: float, model: object = None
+) -> None:
+    from include.ct.registry.staging import StagedChallenger
+
+    slot = app.state.server.slots["churn"]  # type: ignore[attr-defined]
+    slot.current = fitted_model(churn)
+    if model is None:
+        frame = coerce_to_schema(churn, datagen.churn_batch(400, day=9))
+        model = build_pipeline(churn).fit(frame[churn.feature_names], frame[churn.target])
+    slot.challenger = ServedModel(churn, "8", "run-new", datetime.now(UTC), model, [0, 1])
+    slot.staged = StagedChallenger("8", strategy, share, datetime.now(UTC), "7")
+    slot.stats_for("8", "challenger").at_share(share)
+
+
+def test_shadow_answers_with_the_champion_and_logs_the_challengers_prediction_beside_it(
+    churn: PipelineConfig, tmp_path: Path
+) -> None:
+    settings = ServingSettings(
+        poll_seconds=0, load_on_start=False, prediction_log=tmp_path / "log", flush_seconds=0.1
+    )
+    app = create_app([churn], settings)
+    records = sample_records(churn, 3)
+    with TestClient(app) as client:
+        stage_in_memory(app, churn, "shadow", 1.0)
+        for request in range(5):
+            ids = [f"r{request}-{i}" for i in range(3)]
+            response = client.post("/v1/models/churn/predict", json={"records": records, "ids": ids})
+            assert response.json()["version"] == "7"
+        client.post("/v1/models/churn/predict", json={"records": records})  # no ids: paired on generated ones
+        status = client.get("/v1/models/churn").json()
+    assert (status["mode"], status["challenger"], status["challenger_state"], status["share"]) == (
+        "shadow",
+        "8",
+        "serving",
+        1.0,
+    )
+    assert status["versions"]["7"]["requests"] == 6 and status["versions"]["7"]["role"] == "champion"
+    logged = read_prediction_log("churn", tmp_path / "log", shadow=True)
+    served, shadow = logged[logged["role"] == "served"], logged[logged["role"] == "shadow"]
+    assert set(served["model_version"]) == {"7"} and set(shadow["model_version"]) == {"8"}
+    assert sorted(served["prediction_id"]) == sorted(shadow["prediction_id"])  # every row paired
+    assert len(served) == 18
+    assert len(read_prediction_log("churn", tmp_path / "log")) == 18  # monitoring sees the answers only
+
+
+def test_canary_routes_a_sticky_share_and_the_champion_scores_it_beside(
+    churn: PipelineConfig, tmp_path: Path
+) -> None:
+    settings = ServingSettings(
+        poll_seconds=0, load_on_start=False, prediction_log=tmp_path / "log", flush_seconds=0.1
+    )
+    app = create_app([churn], settings)
+    records = sample_records(churn, 1)
+    with TestClient(app) as client:
+        stage_in_memory(app, churn, "canary", 0.3)
+        answered = {}
+        for client_id in range(100):
+            body = {"records": records, "ids": [f"client-{client_id}"]}
+            answered[client_id] = client.post("/v1/models/churn/predict", json=body).json()["version"]
+            again = client.post("/v1/models/churn/predict", json=body).json()["version"]
+            assert again == answered[client_id]  # sticky per client id
+    share = sum(version == "8" for version in answered.values()) / len(answered)
+    assert 0.15 < share < 0.45
+    logged = read_prediction_log("churn", tmp_path / "log", shadow=True)
+    canary = logged[(logged["model_version"] == "8") & (logged["role"] == "served")]
+    beside = logged[(logged["model_version"] == "7") & (logged["role"] == "shadow")]
+    assert sorted(canary["prediction_id"]) == sorted(beside["prediction_id"])
+
+
+def test_a_failing_canary_never_fails_a_request(churn: PipelineConfig, tmp_path: Path) -> None:
+    settings = ServingSettings(poll_seconds=0, load_on_start=False, prediction_log=None)
+    app = create_app([churn], settings)
+    records = sample_records(churn, 2)
+    with TestClient(app) as client:
+        stage_in_memory(app, churn, "canary", 0.5, model=BrokenModel())
+        versions = set()
+        for client_id in range(40):
+            response = client.post(
+                "/v1/models/churn/predict", json={"records": records, "ids": [f"c{client_id}", "x"]}
+            )
+            assert response.status_code == 200
+            versions.add(response.json()["version"])
+        figures = client.get("/v1/models/churn").json()["versions"]["8"]
+    assert versions == {"7"}  # the champion answered every request the canary failed
+    assert figures["errors"] == figures["requests"] > 0
+
+
+def test_an_infra_staged_challenger_gets_no_traffic_and_its_promotion_is_a_swap(
+    churn: PipelineConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from include.ct.registry import registry, staging
+    from include.ct_serving import slots
+
+    settings = ServingSettings(
+        poll_seconds=0, load_on_start=False, prediction_log=tmp_path / "log", flush_seconds=0.1
+    )
+    app = create_app([churn], settings)
+    records = sample_records(churn, 2)
+    with TestClient(app) as client:
+        stage_in_memory(app, churn, "infra", 0.0)
+        for _ in range(5):
+            assert client.post("/v1/models/churn/predict", json={"records": records}).json()["version"] == "7"
+        slot = app.state.server.slots["churn"]
+        staged_model = slot.challenger
+        figures = client.get("/v1/models/churn").json()["versions"]
+        assert figures.get("8", {}).get("requests", 0) == 0  # no request reached it
+
+        def no_second_load(*args: object) -> None:
+            raise AssertionError("the promoted version was loaded again")
+
+        monkeypatch.setattr(registry, "champion_version_strict", lambda config: "8")
+        monkeypatch.setattr(staging, "staged_challenger", lambda config: None)
+        monkeypatch.setattr(slots, "load_served_model", no_second_load)
+        assert asyncio.run(slot.refresh()) is True
+        assert slot.current is staged_model and slot.challenger is None
+        assert client.post("/v1/models/churn/predict", json={"records": records}).json()["version"] == "8"
+    logged = read_prediction_log("churn", tmp_path / "log", shadow=True)
+    assert set(logged["role"]) == {"served"}

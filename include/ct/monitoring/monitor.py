@@ -102,9 +102,14 @@ def labels_dir(config: PipelineConfig) -> Path:
     return data_dir() / (config.monitoring.labels_path or f"labels/{config.name}")
 
 
-def read_labels(config: PipelineConfig) -> pd.DataFrame:
+def read_labels(config: PipelineConfig, since: datetime | None = None) -> pd.DataFrame:
+    """The late labels (``prediction_id`` and the target); with ``since``, only from files written
+    since then (labels of predictions made after ``since`` cannot be in older files)."""
     folder = labels_dir(config)
     files = sorted(p for p in folder.glob("*") if p.suffix in (".csv", ".parquet") and p.name[0] not in "._")
+    if since is not None:
+        oldest = since.timestamp() - 60  # slack for clocks and file systems with coarse times
+        files = [p for p in files if p.stat().st_mtime >= oldest]
     if not files:
         return pd.DataFrame(columns=["prediction_id", config.target])
     frame = pd.concat([read_batch(path) for path in files], ignore_index=True)

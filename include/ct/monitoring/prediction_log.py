@@ -2,7 +2,9 @@
 
 Requests only put an entry on an in-memory queue; a background thread batches entries into
 Parquet files partitioned by pipeline and day, ``<root>/<pipeline>/date=YYYY-MM-DD/*.parquet``.
-Monitoring reads it back with ``read_prediction_log``.
+Each row's ``role`` says whether its prediction was the answer a client got (``served``) or a
+staged challenger's (or, under canary, the champion's) prediction scored beside it for
+comparison (``shadow``). Monitoring reads it back with ``read_prediction_log``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class _Entry:
     ids: Sequence[str] | None
     predictions: Sequence[Any]
     probabilities: Sequence[Sequence[float]] | None
+    role: str
+
+
+SERVED = "served"
+SHADOW = "shadow"
 
 
 class PredictionLog:
@@ -73,10 +80,11 @@ class PredictionLog:
         ids: Sequence[str] | None,
         predictions: Sequence[Any],
         probabilities: Sequence[Sequence[float]] | None,
+        role: str = SERVED,
     ) -> None:
         """Queue one request's predictions; if the writer is far behind, count and drop it."""
         try:
-            self._queue.put_nowait(_Entry(pipeline, version, at, rows, ids, predictions, probabilities))
+            self._queue.put_nowait(_Entry(pipeline, version, at, rows, ids, predictions, probabilities, role))
         except queue.Full:
             self.dropped += len(rows)
             if self.dropped % 1000 < len(rows):
@@ -141,6 +149,7 @@ def _add_columns(buffers: dict[tuple[str, str], dict[str, list[Any]]], entry: _E
     target.setdefault("prediction_id", []).extend(ids)
     target.setdefault("predicted_at", []).extend([entry.at] * count)
     target.setdefault("model_version", []).extend([entry.version] * count)
+    target.setdefault("role", []).extend([entry.role] * count)
     for name in entry.rows[0]:
         target.setdefault(name, []).extend(row[name] for row in entry.rows)
     target.setdefault("prediction", []).extend(entry.predictions)
@@ -150,9 +159,12 @@ def _add_columns(buffers: dict[tuple[str, str], dict[str, list[Any]]], entry: _E
 
 
 def read_prediction_log(
-    pipeline: str, root: Path | None = None, since: datetime | None = None
+    pipeline: str, root: Path | None = None, since: datetime | None = None, *, shadow: bool = False
 ) -> pd.DataFrame:
-    """Every logged prediction of ``pipeline`` (optionally since a time), oldest first."""
+    """Every logged prediction of ``pipeline`` (optionally since a time), oldest first.
+
+    Only the answers clients got, unless ``shadow`` also asks for the predictions scored beside them.
+    """
     import pandas as pd
 
     root = root or prediction_log_dir()
@@ -166,4 +178,6 @@ def read_prediction_log(
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     if since is not None:
         frame = frame[frame["predicted_at"] >= pd.Timestamp(since)]
+    if not shadow and "role" in frame.columns:  # logs written before roles hold served rows only
+        frame = frame[frame["role"] != SHADOW]
     return frame.sort_values("predicted_at", kind="stable").reset_index(drop=True)

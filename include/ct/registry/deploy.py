@@ -1,8 +1,10 @@
 """Register a promoted challenger, prove it serves, make it the ``champion`` and roll back on failure.
 
-Three steps, each idempotent: ``register_candidate`` (registry version plus infra validation in a
-fresh process of the serving environment), ``deploy_version`` (alias move, service reload, smoke
-and latency checks, automatic rollback) and ``rollback_champion`` (the manual rollback DAG).
+Three steps, each idempotent: ``register_candidate`` (registry version plus infra validation: the
+live prediction service loads it beside the champion, or, where no service is reachable, a fresh
+process of the serving environment loads it and predicts held-out rows), ``deploy_version``
+(alias move, service reload, smoke and latency checks, automatic rollback) and
+``rollback_champion`` (the manual rollback DAG).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from include.ct.config import IMPORT_ROOT, PipelineConfig
-from include.ct.registry import registry
+from include.ct.registry import registry, staging
 
 if TYPE_CHECKING:
     import httpx
@@ -31,7 +33,7 @@ DECISION = f"{registry.TAG_PREFIX}decision"
 DECISION_REASON = f"{registry.TAG_PREFIX}decision_reason"
 ROLLED_BACK_TO = f"{registry.TAG_PREFIX}rolled_back_to"
 DEPLOY_CHECKS = f"{registry.TAG_PREFIX}deploy_checks"
-UNDEPLOYABLE = ("rejected_infra", "rolled_back", "rejected_by_reviewer")
+UNDEPLOYABLE = ("rejected_infra", "rolled_back", "rejected_by_reviewer", "rejected_online")
 
 
 class InfraValidationError(Exception):
@@ -121,9 +123,17 @@ def _last_json_line(text: str) -> dict[str, Any]:
 
 
 def register_candidate(
-    config: PipelineConfig, run_id: str, test_path: str, *, decision: str, lineage: registry.Lineage
+    config: PipelineConfig,
+    run_id: str,
+    test_path: str,
+    *,
+    decision: str,
+    lineage: registry.Lineage,
+    service: ServiceClient | None = None,
 ) -> RegisteredCandidate:
-    """Register ``run_id``'s model (once) and prove it loads and predicts in a fresh process."""
+    """Register ``run_id``'s model (once) and prove it loads: on the live service when one answers
+    and a champion serves there (it stays loaded, so the promotion is a swap), else in a fresh
+    process that also predicts the held-out rows."""
     tags = {
         **lineage.tags(),
         **registry.lineage_tags_of_run(run_id),  # the version shows the data it was trained on
@@ -132,21 +142,81 @@ def register_candidate(
         DECISION_REASON: decision[:5000],
     }
     version = str(registry.register_version(config, run_id, tags).version)
+    champion = registry.get_champion(config)
     try:
-        check = infra_validate(config, version, test_path)
+        if service is not None and champion is not None and service_answers(service, config):
+            check = service_infra_check(config, version, str(champion.version), service)
+        else:
+            check = infra_validate(config, version, test_path)
     except InfraValidationError as exc:
         registry.set_version_tags(
             config, version, {DECISION: "rejected_infra", DECISION_REASON: str(exc)[:5000]}
         )
         raise
-    log.info("version %s passed infra validation in a fresh process: %s", version, check)
-    champion = registry.get_champion(config)
+    log.info("version %s passed infra validation: %s", version, check)
     return RegisteredCandidate(
         model_name=config.registered_model_name,
         version=version,
         champion=str(champion.version) if champion is not None else None,
         url=registry.model_version_url(config.registered_model_name, version),
         infra_check=check,
+    )
+
+
+def service_answers(service: ServiceClient, config: PipelineConfig) -> bool:
+    """Whether the service is reachable and serves this pipeline's champion now."""
+    try:
+        status = service.status(config.name)
+    except Exception as exc:  # noqa: BLE001 - unreachable or not serving this pipeline: fall back
+        log.info(
+            "the prediction service did not answer for %s (%s): checking in a fresh process", config.name, exc
+        )
+        return False
+    return bool(status.get("ready"))
+
+
+def service_infra_check(
+    config: PipelineConfig, version: str, champion: str, service: ServiceClient
+) -> dict[str, Any]:
+    """Stage ``version`` on the live service with no traffic (``infra``) and wait until it loads
+    there (signature checked, a sample predicted); it stays staged until deploy moves it on."""
+    started = time.monotonic()
+    staging.stage(config, version, strategy=staging.INFRA, share=0.0, against=champion)
+    service.reload(config.name)
+    try:
+        wait_for_challenger(service, config, version)
+    except InfraValidationError:
+        staging.unstage(config, version)
+        try:
+            service.reload(config.name)
+        except Exception:  # noqa: BLE001 - the poller unloads it anyway
+            log.warning("the service did not confirm unloading version %s", version)
+        raise
+    return {"ok": True, "where": service.base_url, "seconds": round(time.monotonic() - started, 2)}
+
+
+def wait_for_challenger(service: ServiceClient, config: PipelineConfig, version: str) -> dict[str, Any]:
+    """The service's status once it has loaded staged ``version``; raises InfraValidationError
+    when it could not, or did not within ``deploy.ready_timeout_seconds``."""
+    timeout = config.deploy.ready_timeout_seconds
+    started = time.monotonic()
+    status: dict[str, Any] = {}
+    while time.monotonic() - started < timeout:
+        try:
+            status = service.status(config.name)
+        except Exception as exc:  # noqa: BLE001 - the service may be restarting: keep asking
+            status = {"error": str(exc)}
+        if str(status.get("challenger")) == version:
+            if status.get("challenger_state") == "serving":
+                return status
+            if status.get("challenger_state") == "failed":
+                raise InfraValidationError(
+                    f"version {version} cannot serve: the prediction service could not load it: "
+                    f"{status.get('challenger_error')}"
+                )
+        time.sleep(0.2)
+    raise InfraValidationError(
+        f"the prediction service did not load version {version} within {timeout:g} s: {status}"
     )
 
 
@@ -329,6 +399,7 @@ def deploy_version(
             f"version {version} is marked {tags[DECISION]}: {tags.get(DECISION_REASON, '')}"
         )
     previous, moved = registry.move_champion(config, version, reason[:500])
+    staging.unstage(config, version)  # staged for its infra check: the service now serves it
     result = DeployResult(
         model_name=config.registered_model_name,
         version=version,

@@ -1,0 +1,163 @@
+"""Stage a challenger on the live service, read the evidence, and carry out the online decision.
+
+``stage_version`` puts a registered version under shadow or canary validation (the service's load
+of it is its infra validation); ``assess`` reads the service and the evidence and decides;
+``carry_out`` promotes (the direct deploy path: alias move, smoke and latency checks, rollback on
+failure), rolls back (``rejected_online``) or moves a canary to its next share. Each is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from include.ct.config import PipelineConfig
+from include.ct.online.decision import Action, OnlineDecision, decide
+from include.ct.online.evidence import gather
+from include.ct.registry import registry, staging
+from include.ct.registry.deploy import (
+    DECISION,
+    DECISION_REASON,
+    UNDEPLOYABLE,
+    DeploymentError,
+    InfraValidationError,
+    ServiceClient,
+    deploy_version,
+    wait_for_challenger,
+)
+
+log = logging.getLogger(__name__)
+
+ONLINE_STRATEGIES = ("shadow", "canary")
+
+
+class OnlineValidationError(Exception):
+    """The challenger could not be staged for online validation; the champion is untouched."""
+
+
+@dataclass
+class StageResult:
+    """A staged challenger, or a first version deployed directly (nothing to compare it with)."""
+
+    model_name: str
+    version: str
+    strategy: str
+    staged: dict[str, Any] | None
+    deployed_directly: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stage_version(
+    config: PipelineConfig, version: str, test_path: str, *, reason: str, service: ServiceClient | None
+) -> StageResult:
+    """Stage ``version`` for ``deploy.strategy`` beside the champion; with no champion yet, deploy it."""
+    strategy = config.deploy.strategy
+    if strategy not in ONLINE_STRATEGIES:
+        raise ValueError(f"deploy.strategy {strategy!r} needs no online validation")
+    tags = registry.client().get_model_version(config.registered_model_name, version).tags
+    if tags.get(DECISION) in UNDEPLOYABLE:
+        raise DeploymentError(
+            f"version {version} is marked {tags[DECISION]}: {tags.get(DECISION_REASON, '')}"
+        )
+    champion = registry.get_champion(config)
+    if champion is None or str(champion.version) == version:
+        why = "no champion to compare with" if champion is None else "already the champion"
+        deploy_version(config, version, test_path, reason=f"{reason} ({why})", service=service)
+        return StageResult(config.registered_model_name, version, strategy, None, True, why)
+    if service is None:
+        raise OnlineValidationError(
+            f"deploy.strategy {strategy} needs the prediction service (the ct_serving connection or "
+            "CT_SERVING_URL), which scores live traffic with the challenger"
+        )
+    share = config.deploy.shadow_share if strategy == "shadow" else config.deploy.canary_steps[0]
+    staged = staging.stage(config, version, strategy=strategy, share=share, against=str(champion.version))
+    service.reload(config.name)
+    try:
+        wait_for_challenger(service, config, version)
+    except InfraValidationError as exc:
+        staging.unstage(config)
+        staging.record_step(
+            config,
+            version,
+            f"rejected_infra: {exc}",
+            {DECISION: "rejected_infra", DECISION_REASON: str(exc)[:5000], staging.STATUS: "rejected_infra"},
+        )
+        service.reload(config.name)
+        raise OnlineValidationError(str(exc)) from exc
+    return StageResult(
+        config.registered_model_name, version, strategy, staged.to_dict(), False, f"staged for {strategy}"
+    )
+
+
+def assess(
+    config: PipelineConfig, version: str, service_status: dict[str, Any] | None, now: datetime | None = None
+) -> OnlineDecision:
+    """Read the live evidence on staged ``version`` and decide; a version no longer staged is settled."""
+    staged = staging.staged_challenger(config)
+    if staged is None or staged.version != version:
+        current = registry.client().get_model_version(config.registered_model_name, version).tags
+        return OnlineDecision(_settled_action(current), f"version {version} is no longer staged")
+    evidence = gather(
+        config,
+        challenger=staged.version,
+        champion=staged.against,
+        since=staged.staged_at,
+        confidence=config.promotion.confidence or 0.95,
+    )
+    return decide(config, staged, service_status, evidence, now or datetime.now(UTC))
+
+
+def _settled_action(tags: dict[str, str]) -> Action:
+    """A version taken off staging elsewhere (a retry, a person): promoted, or else rolled back."""
+    return "promote" if tags.get(staging.STATUS) == "promoted" else "rollback"
+
+
+def carry_out(
+    config: PipelineConfig,
+    version: str,
+    decision: OnlineDecision,
+    test_path: str,
+    service: ServiceClient | None,
+) -> dict[str, Any]:
+    """Apply ``decision`` to staged ``version``: promote, roll back or take the next canary step."""
+    staged = staging.staged_challenger(config)
+    if staged is None or staged.version != version:
+        tags = registry.client().get_model_version(config.registered_model_name, version).tags
+        log.info("version %s is no longer staged (%s): nothing to do", version, tags.get(staging.STATUS))
+        return {"action": _settled_action(tags), "version": version, "already": True}
+    if decision.action == "advance" and decision.share is not None:
+        staging.set_share(config, version, decision.share, decision.reason)
+        if service is not None:
+            service.reload(config.name)
+        log.info("version %s: canary share now %.0f%% (%s)", version, decision.share * 100, decision.reason)
+        return {"action": "advance", "version": version, "share": decision.share}
+    if decision.action == "promote":
+        staging.record_step(config, version, f"promoted: {decision.reason}", {staging.STATUS: "promoted"})
+        staging.unstage(config)
+        result = deploy_version(
+            config, version, test_path, reason=f"online: {decision.reason}", service=service
+        )
+        return {"action": "promote", "version": version, "deploy": result.to_dict()}
+    if decision.action == "rollback":
+        staging.record_step(
+            config,
+            version,
+            f"rejected_online: {decision.reason}",
+            {
+                staging.STATUS: "rejected_online",
+                staging.REASON: decision.reason[:5000],
+                DECISION: "rejected_online",
+                DECISION_REASON: decision.reason[:5000],
+            },
+        )
+        staging.unstage(config)
+        if service is not None:
+            service.reload(config.name)
+        log.warning("version %s rolled back from online validation: %s", version, decision.reason)
+        return {"action": "rollback", "version": version, "champion": staged.against}
+    return {"action": "wait", "version": version}

@@ -1,0 +1,128 @@
+"""Shadow scoring: a second version predicts the requests another answered, off the request path.
+
+Requests only queue their rows; a background thread predicts them in batches (scikit-learn's
+per-call cost dwarfs its per-row cost) and logs the predictions with the shadow role, paired with
+the answered ones by prediction id. If the thread falls behind, rows are dropped and counted,
+never waited for.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from include.ct.monitoring.prediction_log import SHADOW, PredictionLog
+from include.ct.registry.served_model import ServedModel
+from include.ct_serving.traffic import VersionStats
+
+log = logging.getLogger("ct.serving.shadow")
+
+
+@dataclass(frozen=True)
+class _Job:
+    pipeline: str
+    served: ServedModel
+    stats: VersionStats
+    at: datetime
+    rows: Sequence[dict[str, Any]]
+    ids: Sequence[str]
+
+
+class ShadowScorer:
+    """A bounded queue of rows to score with a shadow version, and the thread that scores them."""
+
+    def __init__(
+        self, prediction_log: PredictionLog | None, *, batch_rows: int = 2000, capacity: int = 20_000
+    ) -> None:
+        self.prediction_log = prediction_log
+        self.batch_rows = batch_rows
+        self.dropped = 0
+        self.scored = 0
+        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=capacity)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self,
+        pipeline: str,
+        served: ServedModel,
+        stats: VersionStats,
+        at: datetime,
+        rows: Sequence[dict[str, Any]],
+        ids: Sequence[str],
+    ) -> None:
+        try:
+            self._queue.put_nowait(_Job(pipeline, served, stats, at, rows, ids))
+        except queue.Full:
+            self.dropped += len(rows)
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout=60)
+        self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            rows = len(job.rows)
+            while rows < self.batch_rows:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._score(jobs)
+                    return
+                jobs.append(more)
+                rows += len(more.rows)
+            self._score(jobs)
+
+    def _score(self, jobs: list[_Job]) -> None:
+        by_model: dict[int, list[_Job]] = {}
+        for job in jobs:
+            by_model.setdefault(id(job.served), []).append(job)
+        for group in by_model.values():
+            served = group[0].served
+            rows = [row for job in group for row in job.rows]
+            started = time.perf_counter()
+            try:
+                labels, probabilities = served.predict_records(rows)
+            except Exception:  # a failing shadow version is a guardrail figure, not a crash
+                log.exception(
+                    "%s v%s failed to score %d shadow rows", group[0].pipeline, served.version, len(rows)
+                )
+                for job in group:
+                    job.stats.record((time.perf_counter() - started) * 1000, ok=False)
+                continue
+            elapsed = (time.perf_counter() - started) * 1000
+            offset = 0
+            for job in group:
+                end = offset + len(job.rows)
+                job.stats.record(elapsed, ok=True)
+                if self.prediction_log is not None:
+                    self.prediction_log.append(
+                        job.pipeline,
+                        served.version,
+                        job.at,
+                        job.rows,
+                        job.ids,
+                        labels[offset:end],
+                        probabilities[offset:end] if probabilities is not None else None,
+                        role=SHADOW,
+                    )
+                offset = end
+            self.scored += len(rows)
