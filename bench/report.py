@@ -233,7 +233,32 @@ def _serving_targets(results: dict[str, Any]) -> list[Target]:
     speedup = ours["qps"] / theirs["qps"] if ours and theirs and theirs["qps"] else None
     p99 = float(ours["p99_ms"]) if ours else None
     failed = _get(serving, "swaps", "failed_requests")
+    shadow, off = _get(serving, "online", "shadow", "shadow"), _get(serving, "online", "shadow", "off")
+    qps_share = shadow["qps"] / off["qps"] if shadow and off and off["qps"] else None
+    added_p50 = shadow["p50_ms"] - off["p50_ms"] if shadow and off else None
+    canary_failed = _get(serving, "online", "canary", "failed_requests")
     return [
+        _judge(
+            "shadow at 100%: champion QPS at least 90% of shadow off (1 row, concurrency 16)",
+            COMMANDS["serving"],
+            qps_share,
+            lambda v: v >= 0.9,
+            f"{qps_share:.0%}" if qps_share is not None else "",
+        ),
+        _judge(
+            "shadow at 100%: at most +1 ms on p50 (1 row, concurrency 16)",
+            COMMANDS["serving"],
+            added_p50,
+            lambda v: v <= 1,
+            f"{added_p50:+.2f} ms" if added_p50 is not None else "",
+        ),
+        _judge(
+            "canary steps and rollback under load: 0 failed requests",
+            COMMANDS["serving"],
+            float(canary_failed) if canary_failed is not None else None,
+            lambda v: v == 0,
+            f"{canary_failed} failed" if canary_failed is not None else "",
+        ),
         _judge(
             "serving 3x the QPS of mlflow models serve (1 row, concurrency 16)",
             COMMANDS["serving"],
@@ -521,6 +546,18 @@ def section_serving(results: dict[str, Any]) -> list[str]:
             f"Hot swaps under load: {swaps.get('swaps')} swaps, {swaps.get('requests')} requests, "
             f"{swaps.get('failed_requests')} failed, p99 {swaps.get('p99_ms')} ms; a reload took "
             f"{swaps.get('reload_s_median')} s (median). Details: `bench/serving.md`.",
+        ]
+    online = serving.get("online") or {}
+    if online:
+        shadow, off = online["shadow"]["shadow"], online["shadow"]["off"]
+        canary = online["canary"]
+        lines += [
+            "",
+            f"Online validation: with a challenger in shadow at 100% the champion served "
+            f"{shadow['qps']} QPS (p50 {shadow['p50_ms']} ms) against {off['qps']} QPS "
+            f"(p50 {off['p50_ms']} ms) with none (concurrency 16, single row, medians of turns); a "
+            f"canary staged, stepped to {canary['steps'][-1]:.0%} and rolled back under load failed "
+            f"{canary['failed_requests']} of {canary['requests']} requests.",
         ]
     return [*lines, ""]
 

@@ -1,7 +1,10 @@
 """Serving benchmark: this prediction service against ``mlflow models serve`` on the same model.
 
 Single-row and 100-row requests at concurrency 1, 16 and 64 (QPS, p50, p99, errors), then the
-failed requests during hot swaps under load. Writes ``bench/serving.md`` and ``bench/serving.json``.
+failed requests during hot swaps under load, then online validation's cost: the champion's QPS
+and p50 with a challenger in shadow at 100% against shadow off (taking turns), and the failed
+requests while a canary steps up and is rolled back under load. Writes ``bench/serving.md`` and
+``bench/serving.json``.
 
     make bench                          # the full run (about 6 minutes)
     python -m bench.serving --seconds 3 # a quick look
@@ -214,7 +217,115 @@ def swap_under_load(port: int, token: str, body: bytes, swaps: int) -> dict[str,
     return asyncio.run(bounded())
 
 
-def report(results: list[LoadResult], swaps: dict[str, Any], info: dict[str, Any], path: Path) -> str:
+def _reload(port: int, token: str) -> None:
+    import httpx
+
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/v1/models/{PIPELINE}/reload",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
+    answer.raise_for_status()
+
+
+def _status(port: int) -> dict[str, Any]:
+    import httpx
+
+    result: dict[str, Any] = httpx.get(f"http://127.0.0.1:{port}/v1/models/{PIPELINE}", timeout=30).json()
+    return result
+
+
+def shadow_cost(port: int, token: str, body: bytes, seconds: float, rounds: int) -> dict[str, Any]:
+    """Champion QPS and p50 at concurrency 16 with version 2 in shadow at 100% vs no challenger,
+    the two taking turns ``rounds`` times so the host's drift hits both alike."""
+    from include.ct.config import find_pipeline_config
+    from include.ct.registry import staging
+
+    config = find_pipeline_config(PIPELINE)
+    path = f"/v1/models/{PIPELINE}/predict"
+    runs: dict[str, list[LoadResult]] = {"off": [], "shadow": []}
+    for _ in range(rounds):
+        for mode in ("off", "shadow"):
+            if mode == "shadow":
+                staging.stage(config, "2", strategy="shadow", share=1.0, against="1")
+            else:
+                staging.unstage(config)
+            _reload(port, token)
+            asyncio.run(run_load(port, path, body, 16, 1.0))  # warm up
+            latencies, errors, elapsed = asyncio.run(run_load(port, path, body, 16, seconds))
+            runs[mode].append(summarize(f"shadow {mode}", 1, 16, latencies, errors, elapsed))
+            print(asdict(runs[mode][-1]), flush=True)
+    figures = _status(port).get("versions", {})
+    staging.unstage(config)
+    _reload(port, token)
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    summary = {
+        mode: {
+            "qps": median([r.qps for r in results]),
+            "p50_ms": median([r.p50_ms for r in results]),
+            "p99_ms": median([r.p99_ms for r in results]),
+            "errors": sum(r.errors for r in results),
+            "runs": [asdict(r) for r in results],
+        }
+        for mode, results in runs.items()
+    }
+    summary["shadow_scored"] = figures.get("2", {}).get("requests")
+    return summary
+
+
+def canary_under_load(port: int, token: str, body: bytes, steps: list[float]) -> dict[str, Any]:
+    """Load at concurrency 16 while version 2 is staged as a canary, stepped up, then rolled back."""
+    from include.ct.config import find_pipeline_config
+    from include.ct.registry import staging
+
+    config = find_pipeline_config(PIPELINE)
+
+    async def bounded() -> dict[str, Any]:
+        latencies: list[float] = []
+        errors: list[str] = []
+        request = http_request(port, f"/v1/models/{PIPELINE}/predict", body)
+        stop_at = [time.perf_counter() + 3600.0]
+        clients = [asyncio.create_task(_client(port, request, stop_at, latencies, errors)) for _ in range(16)]
+        answered: dict[str, int] = {}
+        await asyncio.sleep(1)
+        staged = await asyncio.to_thread(
+            staging.stage, config, "2", strategy="canary", share=steps[0], against="1"
+        )
+        await asyncio.to_thread(_reload, port, token)
+        for share in steps[1:]:
+            await asyncio.sleep(2)
+            await asyncio.to_thread(staging.set_share, config, staged.version, share, "bench step")
+            await asyncio.to_thread(_reload, port, token)
+        await asyncio.sleep(2)
+        versions = (await asyncio.to_thread(_status, port)).get("versions", {})
+        answered = {version: figures["requests"] for version, figures in versions.items()}
+        await asyncio.to_thread(staging.unstage, config)  # the rollback
+        await asyncio.to_thread(_reload, port, token)
+        await asyncio.sleep(1)
+        stop_at[0] = 0.0
+        await asyncio.gather(*clients)
+        ordered = sorted(latencies) or [0.0]
+        return {
+            "steps": steps,
+            "requests": len(latencies),
+            "failed_requests": len(errors),
+            "answered_by_version": answered,
+            "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 2),
+        }
+
+    return asyncio.run(bounded())
+
+
+def report(
+    results: list[LoadResult],
+    swaps: dict[str, Any],
+    info: dict[str, Any],
+    path: Path,
+    online: dict[str, Any] | None = None,
+) -> str:
     by_key = {(r.server, r.rows, r.concurrency): r for r in results}
     versions = info["versions"]
     lines = [
@@ -256,6 +367,24 @@ def report(results: list[LoadResult], swaps: dict[str, Any], info: dict[str, Any
         f"{swaps['p99_ms']} ms, slowest {swaps['max_ms']} ms; a reload (load + warm-up + swap) "
         f"took {swaps['reload_s_median']} s (median)."
     )
+    if online:
+        shadow, off, canary = online["shadow"]["shadow"], online["shadow"]["off"], online["canary"]
+        qps_ratio = shadow["qps"] / off["qps"] if off["qps"] else 0.0
+        added_p50 = shadow["p50_ms"] - off["p50_ms"]
+        lines.append(
+            f"- Shadow at 100% (every request also scored by the challenger, off the request path), "
+            f"concurrency 16, single row, medians of {len(off['runs'])} turns each: QPS "
+            f"{shadow['qps']} vs {off['qps']} off = **{qps_ratio:.0%}** (target at least 90%): "
+            f"{'met' if qps_ratio >= 0.9 else 'missed'}; p50 {shadow['p50_ms']} vs {off['p50_ms']} ms, "
+            f"**{added_p50:+.2f} ms** (target at most +1 ms): {'met' if added_p50 <= 1 else 'missed'}. "
+            f"The challenger scored {online['shadow']['shadow_scored']} requests in the shadow."
+        )
+        lines.append(
+            f"- Canary under load (concurrency 16): staged at {canary['steps'][0]:.0%}, stepped to "
+            f"{', '.join(f'{s:.0%}' for s in canary['steps'][1:])}, then rolled back: "
+            f"{canary['requests']} requests, **{canary['failed_requests']} failed** (target 0); "
+            f"answered by version: {canary['answered_by_version']}."
+        )
     lines += [
         "",
         "Where the time goes: the full scikit-learn Pipeline costs ~8 ms per predict call here "
@@ -273,9 +402,14 @@ def report(results: list[LoadResult], swaps: dict[str, Any], info: dict[str, Any
     text = "\n".join(lines)
     path.write_text(text)
     path.with_suffix(".json").write_text(
-        json.dumps({"machine": info, "load": [asdict(r) for r in results], "swaps": swaps}, indent=2)
+        json.dumps(
+            {"machine": info, "load": [asdict(r) for r in results], "swaps": swaps, "online": online},
+            indent=2,
+        )
     )
-    write_result("serving", {"load": [asdict(r) for r in results], "swaps": swaps})  # for bench.report
+    write_result(  # for bench.report
+        "serving", {"load": [asdict(r) for r in results], "swaps": swaps, "online": online}
+    )
     return text
 
 
@@ -285,6 +419,7 @@ def main() -> int:
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each load level")
     parser.add_argument("--swaps", type=int, default=10)
+    parser.add_argument("--shadow-rounds", type=int, default=3, help="turns of shadow off / on")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench" / "serving.md")
     args = parser.parse_args()
 
@@ -366,12 +501,19 @@ def main() -> int:
                     result = summarize(server, rows, concurrency, latencies, errors, elapsed)
                     print(asdict(result), flush=True)
                     results.append(result)
-        swaps = swap_under_load(ours_port, token, json.dumps({"records": records[:1]}).encode(), args.swaps)
+        single = json.dumps({"records": records[:1]}).encode()
+        swaps = swap_under_load(ours_port, token, single, args.swaps)
         print(swaps, flush=True)
+        stop(theirs)  # the rest measures this service alone
+        online = {
+            "shadow": shadow_cost(ours_port, token, single, args.seconds, args.shadow_rounds),
+            "canary": canary_under_load(ours_port, token, single, [0.05, 0.25, 0.5]),
+        }
+        print(online["canary"], flush=True)
     finally:
         stop(ours)
         stop(theirs)
-    print(report(results, swaps, machine(), args.output))
+    print(report(results, swaps, machine(), args.output, online))
     return 0
 
 

@@ -108,6 +108,19 @@ def sample_results(*, fast: bool) -> dict[str, Any]:
                 },
             ],
             "swaps": {"swaps": 10, "requests": 100, "failed_requests": 0 if fast else 3, "p99_ms": 50},
+            "online": {
+                "shadow": {
+                    "off": {"qps": 1000.0, "p50_ms": 8.0, "p99_ms": 20.0, "errors": 0, "runs": []},
+                    "shadow": {
+                        "qps": 950.0 if fast else 700.0,
+                        "p50_ms": 8.5 if fast else 11.0,
+                        "p99_ms": 22.0,
+                        "errors": 0,
+                        "runs": [],
+                    },
+                },
+                "canary": {"steps": [0.05, 0.25, 0.5], "requests": 500, "failed_requests": 0 if fast else 2},
+            },
         },
     }
 
@@ -115,7 +128,7 @@ def sample_results(*, fast: bool) -> dict[str, Any]:
 @pytest.mark.parametrize(("fast", "status"), [(True, "met"), (False, "missed")])
 def test_every_target_is_judged_from_the_data(fast: bool, status: str) -> None:
     judged = report.targets(sample_results(fast=fast))
-    assert len(judged) == 8
+    assert len(judged) == 11
     assert {t.name: t.status for t in judged} == {t.name: status for t in judged}
 
 
