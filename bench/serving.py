@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,30 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 # --- the benchmark --------------------------------------------------------------------------
 
 
+async def under_load(
+    port: int, body: bytes, action: Callable[[], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Run ``action`` while 16 keep-alive clients send ``body``; its result plus the load's figures."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    request = http_request(port, f"/v1/models/{PIPELINE}/predict", body)
+    stop_at = [time.perf_counter() + 3600.0]
+    clients = [asyncio.create_task(_client(port, request, stop_at, latencies, errors)) for _ in range(16)]
+    await asyncio.sleep(1)
+    result = await action()
+    await asyncio.sleep(1)
+    stop_at[0] = 0.0
+    await asyncio.gather(*clients)
+    ordered = sorted(latencies) or [0.0]
+    return {
+        **result,
+        "requests": len(latencies),
+        "failed_requests": len(errors),
+        "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+    }
+
+
 def swap_under_load(port: int, token: str, body: bytes, swaps: int) -> dict[str, Any]:
     """Load at concurrency 16 while the alias flips ``swaps`` times and the service reloads."""
     import httpx
@@ -184,15 +209,9 @@ def swap_under_load(port: int, token: str, body: bytes, swaps: int) -> dict[str,
 
     config = find_pipeline_config(PIPELINE)
 
-    async def bounded() -> dict[str, Any]:
-        latencies: list[float] = []
-        errors: list[str] = []
-        request = http_request(port, f"/v1/models/{PIPELINE}/predict", body)
-        stop_at = [time.perf_counter() + 3600.0]
-        clients = [asyncio.create_task(_client(port, request, stop_at, latencies, errors)) for _ in range(16)]
+    async def swaps_and_reloads() -> dict[str, Any]:
         reloads = []
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
-            await asyncio.sleep(1)
             for swap in range(swaps):
                 await asyncio.to_thread(registry.set_champion_alias, config, "2" if swap % 2 == 0 else "1")
                 started = time.perf_counter()
@@ -202,19 +221,9 @@ def swap_under_load(port: int, token: str, body: bytes, swaps: int) -> dict[str,
                 answer.raise_for_status()
                 reloads.append(time.perf_counter() - started)
                 await asyncio.sleep(1)
-        stop_at[0] = 0.0
-        await asyncio.gather(*clients)
-        ordered = sorted(latencies) or [0.0]
-        return {
-            "swaps": swaps,
-            "requests": len(latencies),
-            "failed_requests": len(errors),
-            "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 2),
-            "max_ms": round(ordered[-1] * 1000, 2),
-            "reload_s_median": round(sorted(reloads)[len(reloads) // 2], 2),
-        }
+        return {"swaps": swaps, "reload_s_median": round(sorted(reloads)[len(reloads) // 2], 2)}
 
-    return asyncio.run(bounded())
+    return asyncio.run(under_load(port, body, swaps_and_reloads))
 
 
 def _reload(port: int, token: str) -> None:
@@ -239,9 +248,10 @@ def shadow_cost(port: int, token: str, body: bytes, seconds: float, rounds: int)
     """Champion QPS and p50 at concurrency 16 with version 2 in shadow at 100% vs no challenger,
     the two taking turns ``rounds`` times so the host's drift hits both alike."""
     from include.ct.config import find_pipeline_config
-    from include.ct.registry import staging
+    from include.ct.registry import registry, staging
 
     config = find_pipeline_config(PIPELINE)
+    registry.set_champion_alias(config, "1")  # whatever the swaps left: v1 serves, v2 shadows it
     path = f"/v1/models/{PIPELINE}/predict"
     runs: dict[str, list[LoadResult]] = {"off": [], "shadow": []}
     for _ in range(rounds):
@@ -283,14 +293,7 @@ def canary_under_load(port: int, token: str, body: bytes, steps: list[float]) ->
 
     config = find_pipeline_config(PIPELINE)
 
-    async def bounded() -> dict[str, Any]:
-        latencies: list[float] = []
-        errors: list[str] = []
-        request = http_request(port, f"/v1/models/{PIPELINE}/predict", body)
-        stop_at = [time.perf_counter() + 3600.0]
-        clients = [asyncio.create_task(_client(port, request, stop_at, latencies, errors)) for _ in range(16)]
-        answered: dict[str, int] = {}
-        await asyncio.sleep(1)
+    async def stage_step_and_roll_back() -> dict[str, Any]:
         staged = await asyncio.to_thread(
             staging.stage, config, "2", strategy="canary", share=steps[0], against="1"
         )
@@ -301,22 +304,14 @@ def canary_under_load(port: int, token: str, body: bytes, steps: list[float]) ->
             await asyncio.to_thread(_reload, port, token)
         await asyncio.sleep(2)
         versions = (await asyncio.to_thread(_status, port)).get("versions", {})
-        answered = {version: figures["requests"] for version, figures in versions.items()}
         await asyncio.to_thread(staging.unstage, config)  # the rollback
         await asyncio.to_thread(_reload, port, token)
-        await asyncio.sleep(1)
-        stop_at[0] = 0.0
-        await asyncio.gather(*clients)
-        ordered = sorted(latencies) or [0.0]
         return {
             "steps": steps,
-            "requests": len(latencies),
-            "failed_requests": len(errors),
-            "answered_by_version": answered,
-            "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 2),
+            "answered_by_version": {version: figures["requests"] for version, figures in versions.items()},
         }
 
-    return asyncio.run(bounded())
+    return asyncio.run(under_load(port, body, stage_step_and_roll_back))
 
 
 def report(

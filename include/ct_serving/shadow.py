@@ -1,9 +1,10 @@
 """Shadow scoring: a second version predicts the requests another answered, off the request path.
 
-Requests only queue their rows; a background thread predicts them in batches (scikit-learn's
-per-call cost dwarfs its per-row cost) and logs the predictions with the shadow role, paired with
-the answered ones by prediction id. If the thread falls behind, rows are dropped and counted,
-never waited for.
+Requests only queue their rows; a background thread gathers them for up to ``batch_seconds`` and
+predicts each batch in one call (scikit-learn's per-call cost dwarfs its per-row cost, and every
+call holds the interpreter lock the request path needs) and logs the predictions with the shadow
+role, paired with the answered ones by prediction id. If the thread falls behind, rows are
+dropped and counted, never waited for.
 """
 
 from __future__ import annotations
@@ -38,10 +39,16 @@ class ShadowScorer:
     """A bounded queue of rows to score with a shadow version, and the thread that scores them."""
 
     def __init__(
-        self, prediction_log: PredictionLog | None, *, batch_rows: int = 2000, capacity: int = 20_000
+        self,
+        prediction_log: PredictionLog | None,
+        *,
+        batch_rows: int = 5000,
+        batch_seconds: float = 0.5,
+        capacity: int = 50_000,
     ) -> None:
         self.prediction_log = prediction_log
         self.batch_rows = batch_rows
+        self.batch_seconds = batch_seconds  # rows gather this long: one predict call per batch
         self.dropped = 0
         self.scored = 0
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=capacity)
@@ -79,9 +86,10 @@ class ShadowScorer:
                 return
             jobs = [job]
             rows = len(job.rows)
-            while rows < self.batch_rows:
+            deadline = time.monotonic() + self.batch_seconds
+            while rows < self.batch_rows and (left := deadline - time.monotonic()) > 0:
                 try:
-                    more = self._queue.get_nowait()
+                    more = self._queue.get(timeout=left)
                 except queue.Empty:
                     break
                 if more is None:
