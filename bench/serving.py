@@ -293,7 +293,12 @@ def canary_under_load(port: int, token: str, body: bytes, steps: list[float]) ->
 
     config = find_pipeline_config(PIPELINE)
 
+    def counts() -> dict[str, int]:
+        versions = _status(port).get("versions", {})
+        return {version: int(figures["requests"]) for version, figures in versions.items()}
+
     async def stage_step_and_roll_back() -> dict[str, Any]:
+        before = await asyncio.to_thread(counts)
         staged = await asyncio.to_thread(
             staging.stage, config, "2", strategy="canary", share=steps[0], against="1"
         )
@@ -303,12 +308,14 @@ def canary_under_load(port: int, token: str, body: bytes, steps: list[float]) ->
             await asyncio.to_thread(staging.set_share, config, staged.version, share, "bench step")
             await asyncio.to_thread(_reload, port, token)
         await asyncio.sleep(2)
-        versions = (await asyncio.to_thread(_status, port)).get("versions", {})
+        after = await asyncio.to_thread(counts)
         await asyncio.to_thread(staging.unstage, config)  # the rollback
         await asyncio.to_thread(_reload, port, token)
+        # Requests each version handled while staged (the champion's include scoring the canary's
+        # requests beside it).
         return {
             "steps": steps,
-            "answered_by_version": {version: figures["requests"] for version, figures in versions.items()},
+            "answered_by_version": {v: n - before.get(v, 0) for v, n in after.items()},
         }
 
     return asyncio.run(under_load(port, body, stage_step_and_roll_back))
@@ -378,7 +385,7 @@ def report(
             f"- Canary under load (concurrency 16): staged at {canary['steps'][0]:.0%}, stepped to "
             f"{', '.join(f'{s:.0%}' for s in canary['steps'][1:])}, then rolled back: "
             f"{canary['requests']} requests, **{canary['failed_requests']} failed** (target 0); "
-            f"answered by version: {canary['answered_by_version']}."
+            f"requests each version handled while staged: {canary['answered_by_version']}."
         )
     lines += [
         "",
