@@ -38,6 +38,12 @@ class OnlineDecision:
         return body
 
 
+def live_confidence(config: PipelineConfig) -> float:
+    """The confidence live evidence is judged at: the gate's ``promotion.confidence``, or 95% where
+    the offline gate reads point estimates (a sequential test needs one)."""
+    return config.promotion.confidence or 0.95
+
+
 def guardrail_breach(config: PipelineConfig, version_stats: dict[str, Any] | None) -> str | None:
     """Why the challenger's own service figures forbid it more traffic, or None."""
     online = config.deploy.online
@@ -88,7 +94,7 @@ def decide(
 
     if evidence.comparison is not None and evidence.labelled_pairs >= online.min_labels:
         interval = always_valid_interval(
-            evidence.comparison, confidence=config.promotion.confidence or 0.95, planned_n=online.min_labels
+            evidence.comparison, confidence=live_confidence(config), planned_n=online.min_labels
         )
         if interval.high < -online.tolerance:
             return made(

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from include.ct.config import PipelineConfig
-from include.ct.online.decision import Action, OnlineDecision, decide
+from include.ct.online.decision import Action, OnlineDecision, decide, live_confidence
 from include.ct.online.evidence import gather
 from include.ct.registry import registry, staging
 from include.ct.registry.deploy import (
@@ -107,7 +107,7 @@ def assess(
         challenger=staged.version,
         champion=staged.against,
         since=staged.staged_at,
-        confidence=config.promotion.confidence or 0.95,
+        confidence=live_confidence(config),
     )
     return decide(config, staged, service_status, evidence, now or datetime.now(UTC))
 
