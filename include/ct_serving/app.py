@@ -65,10 +65,6 @@ def route(
     return champion, None  # infra: loaded, given no traffic
 
 
-def role_of(slot: ModelSlot, served: ServedModel) -> str:
-    return "challenger" if slot.challenger is served else "champion"
-
-
 def create_app(
     configs: Sequence[PipelineConfig] | None = None, settings: ServingSettings | None = None
 ) -> FastAPI:
@@ -251,9 +247,7 @@ def create_app(
         try:
             predictions, probabilities = await batcher.predict(answering, rows)
         except Exception as exc:
-            slot.stats_for(answering.version, role_of(slot, answering)).record(
-                (time.perf_counter() - started) * 1000, ok=False
-            )
+            slot.stats_of(answering).record((time.perf_counter() - started) * 1000, ok=False)
             log.exception("%s v%s failed to predict", name, answering.version)
             if answering is served:
                 return _error(500, f"model '{name}' version {served.version} failed to predict: {exc}")
@@ -264,9 +258,7 @@ def create_app(
             except Exception as again:  # noqa: BLE001 - reported to the client as a 500
                 return _error(500, f"model '{name}' version {served.version} failed to predict: {again}")
         else:
-            slot.stats_for(answering.version, role_of(slot, answering)).record(
-                (time.perf_counter() - started) * 1000, ok=True
-            )
+            slot.stats_of(answering).record((time.perf_counter() - started) * 1000, ok=True)
         now = datetime.now(UTC)
         if server.prediction_log is not None:
             server.prediction_log.append(
@@ -276,7 +268,7 @@ def create_app(
             server.shadow.submit(
                 name,
                 shadow,
-                slot.stats_for(shadow.version, role_of(slot, shadow)),
+                slot.stats_of(shadow),
                 now,
                 rows,
                 logged_ids or [],

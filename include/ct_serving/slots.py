@@ -156,6 +156,10 @@ class ModelSlot:
             stats = self.stats[version] = VersionStats(role)
         return stats
 
+    def stats_of(self, served: ServedModel) -> VersionStats:
+        """The request figures of a loaded version, in its role here (challenger or champion)."""
+        return self.stats_for(served.version, "challenger" if served is self.challenger else "champion")
+
     @property
     def challenger_state(self) -> str | None:
         """serving, loading or failed while a challenger is staged; None otherwise."""
