@@ -10,7 +10,7 @@ export SSL_CERT_FILE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 export PYTHONPATH := $(CURDIR)
 export CT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install system-deps lock lint format docs docs-screenshots docs-check test test-fast reliability compose-e2e run data serve bench bench-quick simulate env image clean help
+.PHONY: install system-deps lock lint format docs docs-screenshots docs-check test test-fast reliability compose-e2e run data serve bench bench-quick simulate simulate-fast env image clean help
 
 help:
 	@echo "make run    start Airflow, MLflow, the prediction service and seed a first batch"
@@ -20,6 +20,7 @@ help:
 	@echo "make data   drop the next day's churn batch into the landing zone"
 	@echo "make bench  run every benchmark -> bench/report.md (bench-quick: a smoke run)"
 	@echo "make simulate  replay DAYS (60) of drifting data through the real pipeline -> bench/simulation.md"
+	@echo "make simulate-fast  every deployment policy on the same stream, library calls -> bench/simulation-fast/"
 	@echo "make lock   re-resolve requirements.txt into requirements.lock"
 	@echo "make env    write .env for docker compose with fresh secrets"
 	@echo "make image  build the project image airflow-ct:latest (BASE_IMAGE=... to change the base)"
@@ -111,6 +112,11 @@ bench-quick: install
 DAYS ?= 60
 simulate: install
 	OMP_NUM_THREADS=1 $(PY) -m bench.simulation --days $(DAYS)
+
+# Every deployment policy (point-estimate gate, statistical gate, shadow, canary, baselines) on the
+# same stream through library calls, training/serving skew included -> bench/simulation-fast/.
+simulate-fast: install
+	$(PY) -m simulation --fast --days $(DAYS) --skew-feature support_calls --out bench/simulation-fast
 
 # docker compose's .env with fresh secrets (keeps values already set).
 env: install

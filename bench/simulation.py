@@ -50,31 +50,21 @@ from include.ct.data.samples import EPOCH
 from include.ct.modeling.metrics import compute_metrics
 from include.ct.registry import registry
 from include.ct.storage import pipeline_paths
-from simulation.closed_loop import (
-    BASELINES,
-    POLICIES,
-    Answers,
-    DayBatch,
-    DayRecord,
+from simulation.claims import claims
+from simulation.closed_loop import progress_logging
+from simulation.full_mode import PipelineRun, pipeline_record
+from simulation.policies import (
     LibraryPolicies,
-    PipelineRun,
-    Scenario,
-    Scored,
-    SimulationResult,
     add_training_arguments,
-    claims,
-    fmt,
-    log_to_mlflow,
-    pipeline_record,
-    progress_logging,
-    settings_of,
-    stream,
     training_overrides,
     window_days,
     with_params,
     with_training,
-    write_report,
 )
+from simulation.records import BASELINES, POLICIES, DayRecord, SimulationResult, fmt, settings_of
+from simulation.report import log_to_mlflow, write_report
+from simulation.scenario import DayBatch, Scenario, stream
+from simulation.scoring import Answers, Scored
 from testbed.services import MLFLOW_SERVER_ENV, mlflow_server_command
 
 log = logging.getLogger("bench.simulation")
@@ -389,7 +379,7 @@ def quarantine_reports(config: PipelineConfig) -> dict[str, str]:
 def training_days(config: PipelineConfig, used_versions: list[str] | None = None) -> list[int]:
     """Traffic days a run trained on: the batches of the snapshots its MLflow run names
     (``ct.training_versions``, the chosen window), else of the config's whole window."""
-    from simulation.closed_loop import batch_day
+    from simulation.full_mode import batch_day
 
     accepted = pipeline_paths(config).accepted
     snapshots = []
@@ -732,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
             rows_per_day=args.rows_per_day,
             seed=args.seed,
             concept_kind=args.concept,
+            skew_day=None,  # the skew lives in an offline feature view this pipeline does not have
             **parse_events(args.event),
         )
     except ValueError as exc:

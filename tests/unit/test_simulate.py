@@ -13,33 +13,27 @@ import pytest
 from include.ct.config import BUNDLED_PIPELINES_DIR, PipelineConfig, load_pipeline_config
 from include.ct.modeling.metrics import compute_metrics, slice_metrics
 from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema
-from simulation.closed_loop import (
+from simulation.claims import claims
+from simulation.closed_loop import main, run_fast
+from simulation.full_mode import PipelineRun, batch_day, pipeline_record
+from simulation.policies import LibraryPolicies, gate_configs, window_days, with_training
+from simulation.records import (
     ALWAYS_DEPLOY,
     BASELINES,
     GATED,
+    GATED_CANARY,
+    GATED_SHADOW,
     LEVEL0,
     ORACLE,
     PIPELINE_POLICIES,
+    POINT_GATE,
     POLICIES,
-    REPORT_NAME,
-    Answers,
-    LibraryPolicies,
-    PipelineRun,
-    Scenario,
-    Scored,
+    POLICY_LABELS,
     SimulationResult,
-    batch_day,
-    claims,
-    day_span,
-    log_to_mlflow,
-    main,
-    pipeline_record,
-    run_fast,
-    stream,
-    window_days,
-    with_training,
-    write_report,
 )
+from simulation.report import REPORT_NAME, day_span, log_to_mlflow, write_report
+from simulation.scenario import Scenario, day_batch, skew, stream
+from simulation.scoring import Answers, Scored
 from tools import datagen
 
 QUICK = {"max_iter": 60}
@@ -55,6 +49,22 @@ SHORT = Scenario(
     label_delay_start=9,
     label_delay_length=2,
     label_delay=2,
+    skew_day=None,  # the skew has its own stream below
+)
+# A stable stream where the offline feature pipeline reads tenure in years on days 3-4 (live
+# requests keep months): the gate cannot see it, live labels can.
+SKEWED = Scenario(
+    days=7,
+    rows_per_day=1500,
+    seed=7,
+    drift_start=None,
+    concept_day=None,
+    broken_day=None,
+    label_delay_start=None,
+    skew_day=3,
+    skew_days=2,
+    skew_feature="tenure_months",
+    skew_factor=1 / 12,
 )
 
 
@@ -420,3 +430,77 @@ def test_simulation_harness_pieces(tmp_path: Path) -> None:
     run_id, state, tasks, seconds = airflow_run_facts(database, "ct_x")
     assert (run_id, state, seconds) == ("new", "failed", 12.5)
     assert tasks == {"extract": "success", "validate": "failed", "train": "none"}
+
+
+# --- deployment policies: point-estimate gate, statistical gate, shadow, canary
+
+
+@pytest.fixture(scope="module")
+def skewed() -> SimulationResult:
+    churn = load_pipeline_config(BUNDLED_PIPELINES_DIR / "churn.yaml")
+    return run_fast(churn, SKEWED, model_params=QUICK)
+
+
+def test_skew_changes_only_what_training_reads(churn: PipelineConfig) -> None:
+    from include.ct.data.validate import validate_frame
+
+    assert [SKEWED.skewed(day) for day in range(1, 7)] == [False, False, True, True, False, False]
+    plain = day_batch(churn, SKEWED.model_copy(update={"skew_day": None}), 3)
+    today = day_batch(churn, SKEWED, 3)
+    assert today.traffic.equals(plain.traffic) and today.batch.equals(plain.batch)  # live data untouched
+    offline = skew(churn, SKEWED, today.traffic)
+    assert offline.drop(columns="tenure_months").equals(today.traffic.drop(columns="tenure_months"))
+    assert offline["tenure_months"].max() < today.traffic["tenure_months"].max() / 6
+    assert validate_frame(churn, offline, "skewed.csv").success  # no offline check sees it
+    assert any("skew" in label for _, label in SKEWED.event_marks())
+    with pytest.raises(ValueError, match="not a feature"):
+        skew(churn, SKEWED.model_copy(update={"skew_feature": "nope"}), offline)
+
+
+def test_point_gate_reads_estimates_and_the_others_the_paired_interval(churn: PipelineConfig) -> None:
+    gates = gate_configs(
+        churn.model_copy(update={"promotion": churn.promotion.model_copy(update={"confidence": None})})
+    )
+    assert gates[POINT_GATE].promotion.confidence is None
+    assert {gates[name].promotion.confidence for name in (GATED, GATED_SHADOW, GATED_CANARY)} == {0.95}
+
+
+def test_online_validation_rolls_back_the_skewed_challenger_that_direct_deploy_ships(
+    skewed: SimulationResult,
+) -> None:
+    by_key = {c.key: c for c in claims(skewed)}
+    assert by_key["direct_ships_skew"].holds is True, by_key["direct_ships_skew"].detail
+    for name in (GATED_SHADOW, GATED_CANARY):
+        contained = by_key[f"{name}_contains_skew"]
+        assert contained.holds is True, contained.detail
+        staged = [r for r in skewed.policy(name) if r.outcome == "staged" and SKEWED.skewed(r.day)]
+        assert staged, [(r.day, r.outcome) for r in skewed.policy(name)]
+        settled = [r for r in skewed.policy(name) if r.online_action == "rollback"]
+        assert settled and all(r.labels_spent > 0 for r in settled)
+        assert all("live roc_auc" in r.online_reason or "no conclusion" in r.online_reason for r in settled)
+    # Shadow never answers a client with the challenger; canary answers only its share.
+    assert all(r.challenger_share == 0 for r in skewed.policy(GATED_SHADOW))
+    assert 0 < max(r.challenger_share for r in skewed.policy(GATED_CANARY)) < 0.5
+    # Direct deploy served the skewed version to everyone, and it did worse than the online policies.
+    after = range(SKEWED.skew_day + 1, SKEWED.days + 1)
+    direct = [r.value for r in skewed.policy(GATED) if r.day in after]
+    shadow = [r.value for r in skewed.policy(GATED_SHADOW) if r.day in after]
+    assert sum(direct) < sum(shadow)
+
+
+def test_runs_wait_behind_a_staged_challenger(skewed: SimulationResult) -> None:
+    for name in (GATED_SHADOW, GATED_CANARY):
+        records = skewed.policy(name)
+        staged_days = [r.day for r in records if r.outcome == "staged"]
+        for record in records:
+            if record.outcome == "waiting":
+                assert "under online validation" in record.reason
+                assert any(day < record.day for day in staged_days)
+
+
+def test_report_compares_the_deployment_policies(skewed: SimulationResult, tmp_path: Path) -> None:
+    text = write_report(skewed, tmp_path).read_text(encoding="utf-8")
+    assert "## Deployment policies" in text
+    for name in (POINT_GATE, GATED, GATED_SHADOW, GATED_CANARY, ALWAYS_DEPLOY):
+        assert POLICY_LABELS[name] in text
+    assert "training/serving skew" in text
