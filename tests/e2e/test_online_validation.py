@@ -5,7 +5,9 @@ model or the service.
 
 One story on one registry: the first version is deployed directly (nothing to compare with); a
 slow second one is staged as a canary under load and rolled back by its latency guardrail with no
-failed request; a service restarted mid-canary resumes the same staged state.
+failed request; a third that fails single-row requests is rolled back by its error-rate guardrail,
+the champion answering every request it failed; a service restarted mid-canary resumes the same
+staged state.
 """
 
 from __future__ import annotations
@@ -134,38 +136,68 @@ def test_the_first_version_is_deployed_directly(
     assert champion(client) == "1"
 
 
+def canary_under_load(
+    step: Any, service: PredictionService, configs: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, LiveTraffic]:
+    """Train a model with ``step`` before the real pipeline and deploy it as a canary while four
+    clients send single-row requests."""
+    from sklearn.pipeline import Pipeline
+
+    from include.ct.modeling import train
+
+    write_config(configs, "canary")
+    real_build = train.build_pipeline
+    monkeypatch.setattr(
+        train, "build_pipeline", lambda config: Pipeline([("broken", step), ("model", real_build(config))])
+    )
+    with LiveTraffic(service.url, PIPELINE, clients=4, batch=1, label=False) as traffic:
+        result = train_and_deploy()
+    return result, traffic
+
+
+def assert_rolled_back(
+    client: MlflowClient, version: str, reason: str, traffic: LiveTraffic
+) -> dict[str, str]:
+    """``version`` was rejected online for ``reason``, the champion stayed, every request got an answer."""
+    rejected: dict[str, str] = client.get_model_version(PIPELINE, version).tags
+    assert rejected["ct.decision"] == "rejected_online"
+    assert reason in rejected["ct.decision_reason"], rejected["ct.decision_reason"]
+    assert champion(client) == "1"
+    assert staging.staged_challenger(find_pipeline_config(PIPELINE)) is None
+    assert traffic.outcomes and {status for status, _ in traffic.outcomes} == {200}
+    return rejected
+
+
 def test_a_slow_canary_is_rolled_back_under_load_without_a_failed_request(
     service: dict[str, PredictionService],
     client: MlflowClient,
     configs: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from sklearn.pipeline import Pipeline
-
-    from include.ct.modeling import train
     from tests.helpers.broken_models import SlowTransformer
 
-    write_config(configs, "canary")
-    real_build = train.build_pipeline
-
-    def slow_pipeline(config: Any) -> Any:
-        return Pipeline([("pause", SlowTransformer(0.3)), ("model", real_build(config))])
-
-    monkeypatch.setattr(train, "build_pipeline", slow_pipeline)
-    with LiveTraffic(service["service"].url, PIPELINE, clients=4, batch=1, label=False) as traffic:
-        started = time.monotonic()
-        result = train_and_deploy()
+    started = time.monotonic()
+    result, traffic = canary_under_load(SlowTransformer(0.3), service["service"], configs, monkeypatch)
     assert result.tasks["deploy"] == "failed", result.tasks
-    rejected = client.get_model_version(PIPELINE, "2").tags
-    assert rejected["ct.decision"] == "rejected_online"
-    assert "p99 latency" in rejected["ct.decision_reason"]
-    assert champion(client) == "1"
-    assert staging.staged_challenger(find_pipeline_config(PIPELINE)) is None
-    assert traffic.outcomes and {status for status, _ in traffic.outcomes} == {200}
+    rejected = assert_rolled_back(client, "2", "p99 latency", traffic)
     assert {version for _, version in traffic.outcomes} == {"1", "2"}  # the canary answered some
     steps = rejected[staging.STEPS]
     assert "staged (canary, share 0.2)" in steps and "rejected_online: guardrail" in steps
     assert time.monotonic() - started < 600
+
+
+def test_a_failing_canary_is_rolled_back_under_load_without_a_failed_request(
+    service: dict[str, PredictionService],
+    client: MlflowClient,
+    configs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.helpers.broken_models import SingleRowFailure
+
+    result, traffic = canary_under_load(SingleRowFailure(), service["service"], configs, monkeypatch)
+    assert result.tasks["deploy"] == "failed", result.tasks
+    # The champion answered every request the canary failed: no client saw an error.
+    assert_rolled_back(client, "3", "error rate", traffic)
 
 
 def test_a_restarted_service_resumes_the_staged_canary(

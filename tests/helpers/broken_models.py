@@ -20,3 +20,16 @@ class SlowTransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def transform(self, features: Any) -> Any:
         time.sleep(self.seconds)
         return features
+
+
+class SingleRowFailure(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Passes data through, but raises on a one-row batch: training, evaluation and the service's
+    load sample all predict many rows, single-row live requests fail (a shape bug found in serving)."""
+
+    def fit(self, features: Any, target: Any = None) -> SingleRowFailure:
+        return self
+
+    def transform(self, features: Any) -> Any:
+        if len(features) == 1:
+            raise ValueError("cannot handle a batch of one row")
+        return features
