@@ -1,0 +1,262 @@
+"""Register, deploy (directly, or after online validation) and roll back the champion."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from ct_airflow.hooks.serving import PredictionServiceHook
+from ct_airflow.links import MlflowModelVersionLink, set_link
+from ct_airflow.operators.base import PipelineOperator, Upstream, run_lineage
+
+
+class RegisterModelOperator(PipelineOperator):
+    """Register the promoted challenger and prove it can serve: the live prediction service loads
+    it beside the champion (staged as ``challenger`` with no traffic, so the promotion is a swap),
+    or, where no service answers, a fresh serving process loads it and predicts held-out rows.
+
+    :param trained: the train task's result (``train.output``).
+    :param decision: the evaluate task's result (``evaluate.output``): promote or not, and why.
+    :param ct_serving_conn_id: the connection naming the prediction service (``ct_serving``).
+    """
+
+    template_fields: Sequence[str] = ("pipeline", "trained", "decision")
+    operator_extra_links = (MlflowModelVersionLink(),)
+    ui_color = "#fffbe6"
+
+    def __init__(
+        self,
+        *,
+        trained: Upstream,
+        decision: Upstream,
+        ct_serving_conn_id: str = PredictionServiceHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.trained = trained
+        self.decision = decision
+        self.ct_serving_conn_id = ct_serving_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.ct.registry.deploy import InfraValidationError, register_candidate
+
+        config = self.load_config()
+        if not self.decision.get("promote"):
+            raise AirflowSkipException(f"Gate rejected the challenger: {self.decision['summary']}")
+        lineage = run_lineage(config.name, context, self.trained["training_data_version"])
+        service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
+        try:
+            candidate = register_candidate(
+                config,
+                self.trained["run_id"],
+                self.trained["test_path"],
+                decision=self.decision["summary"],
+                lineage=lineage,
+                service=service,
+            )
+        except InfraValidationError as exc:
+            # The model itself is broken: a retry would fail the same way. The champion is unchanged.
+            raise AirflowFailException(str(exc)) from exc
+        finally:
+            if service is not None:
+                service.close()
+        set_link(self, MlflowModelVersionLink, candidate.url)
+        self.log.info(
+            "registered %s version %s; it can serve (%s)",
+            candidate.model_name,
+            candidate.version,
+            candidate.infra_check,
+        )
+        return candidate.to_dict()
+
+
+class DeployModelOperator(PipelineOperator):
+    """Deploy the registered version as ``deploy.strategy`` says, and prove the service serves it.
+
+    direct: move ``champion`` at once; the service reloads, must report the new version, answer
+    held-out rows exactly as offline and meet the latency budget; any failure moves the alias
+    back and fails the task with the reason.
+    shadow / canary: stage the version as ``challenger`` beside the champion (the service loading
+    it is its infra check), then defer to the triggerer until the online decision: promote (the
+    direct path above), roll back (the task fails with the reason; the champion never changed)
+    or, for canary, the next traffic step. Every step is tagged on the model version.
+
+    :param registered: the register task's result (``register.output``): the model version.
+    :param trained: the train task's result (``train.output``): the held-out rows to check with.
+    :param decision: the evaluate task's result (``evaluate.output``): recorded as the reason.
+    :param ct_serving_conn_id: the connection naming the prediction service (``ct_serving``).
+    """
+
+    template_fields: Sequence[str] = ("pipeline", "registered", "trained", "decision")
+    operator_extra_links = (MlflowModelVersionLink(),)
+    ui_color = "#fff3d6"
+
+    def __init__(
+        self,
+        *,
+        registered: Upstream,
+        trained: Upstream,
+        decision: Upstream,
+        ct_serving_conn_id: str = PredictionServiceHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.registered = registered
+        self.trained = trained
+        self.decision = decision
+        self.ct_serving_conn_id = ct_serving_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        config = self.load_config()
+        set_link(self, MlflowModelVersionLink, self.registered.get("url"))
+        if config.deploy.strategy != "direct":
+            return self._stage(config, context)
+        return self._deploy_directly(config, str(self.registered["version"]), self.decision["summary"])
+
+    def _deploy_directly(self, config: Any, version: str, reason: str) -> dict[str, Any]:
+        from include.ct.registry.deploy import DeploymentError, deploy_version
+
+        service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
+        try:
+            result = deploy_version(
+                config, version, self.trained["test_path"], reason=reason, service=service
+            )
+        except DeploymentError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        finally:
+            if service is not None:
+                service.close()
+        self.log.info(
+            "champion of %s is now version %s (was %s); checks on the live service: %s",
+            result.model_name,
+            result.version,
+            result.previous_champion,
+            result.checks or f"none (connection {self.ct_serving_conn_id} names no service)",
+        )
+        return result.to_dict()
+
+    def _stage(self, config: Any, context: Context) -> dict[str, Any]:
+        from include.ct.online.rollout import OnlineValidationError, stage_version
+        from include.ct.registry.deploy import DeploymentError
+
+        version = str(self.registered["version"])
+        service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
+        try:
+            staged = stage_version(
+                config, version, self.trained["test_path"], reason=self.decision["summary"], service=service
+            )
+        except (OnlineValidationError, DeploymentError) as exc:
+            raise AirflowFailException(str(exc)) from exc
+        finally:
+            if service is not None:
+                service.close()
+        if staged.deployed_directly:
+            self.log.info("version %s deployed directly: %s", version, staged.reason)
+            return staged.to_dict()
+        assert service is not None  # stage_version refuses to stage without one
+        self.log.info(
+            "version %s staged for %s validation at %s: waiting for the online decision",
+            version,
+            config.deploy.strategy,
+            staged.staged,
+        )
+        context["ti"].xcom_push(key="online", value={"outcome": "staged", **staged.to_dict()})
+        self._defer(config, version, service.base_url)
+        return staged.to_dict()  # not reached: defer hands the task to the triggerer
+
+    def _defer(self, config: Any, version: str, service_url: str) -> None:
+        from datetime import timedelta
+
+        from ct_airflow.triggers import OnlineValidationTrigger
+
+        self.defer(
+            trigger=OnlineValidationTrigger(
+                pipeline=config.name,
+                version=version,
+                service_url=service_url,
+                poll_seconds=config.deploy.online.poll_seconds,
+                guardrail_seconds=config.deploy.online.guardrail_poll_seconds,
+            ),
+            method_name="execute_complete",
+            # The decision itself gives up at max_wait_hours; this only bounds a lost trigger.
+            timeout=timedelta(hours=config.deploy.online.max_wait_hours + 1),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Carry out the triggerer's decision: promote, roll back, or defer again at the next step."""
+        from include.ct.online.decision import OnlineDecision
+        from include.ct.online.rollout import carry_out
+        from include.ct.registry.deploy import DeploymentError
+
+        config = self.load_config()
+        version = str(self.registered["version"])
+        decision = OnlineDecision(
+            action=event["action"], reason=str(event["reason"]), share=event.get("share")
+        )
+        self.log.info("online decision on version %s: %s (%s)", version, decision.action, decision.reason)
+        service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
+        try:
+            outcome = carry_out(config, version, decision, self.trained["test_path"], service)
+        except DeploymentError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        finally:
+            if service is not None:
+                service.close()
+        note = {**event, "outcome": outcome["action"], "reason": decision.reason, "version": version}
+        context["ti"].xcom_push(key="online", value=note)
+        if outcome["action"] == "advance" and service is not None:
+            self._defer(config, version, service.base_url)
+        if outcome["action"] == "rollback":
+            raise AirflowFailException(
+                f"version {version} was rolled back in online validation, the champion stays: "
+                f"{decision.reason}"
+            )
+        return {**outcome, "reason": decision.reason}
+
+
+class RollbackChampionOperator(PipelineOperator):
+    """Move ``champion`` back to a chosen version (default: the one it replaced) and reload serving.
+
+    :param version: the model version to serve (templated); empty: the one the champion replaced.
+    :param reason: why, recorded on the version rolled away from (templated).
+    :param ct_serving_conn_id: the connection naming the prediction service (``ct_serving``).
+    """
+
+    template_fields: Sequence[str] = ("pipeline", "version", "reason")
+    operator_extra_links = (MlflowModelVersionLink(),)
+    ui_color = "#fde8e8"
+
+    def __init__(
+        self,
+        *,
+        version: str | int = "",
+        reason: str = "",
+        ct_serving_conn_id: str = PredictionServiceHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.version = version
+        self.reason = reason
+        self.ct_serving_conn_id = ct_serving_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.ct.registry.deploy import rollback_champion
+        from include.ct.registry.registry import model_version_url
+
+        config = self.load_config()
+        target = str(self.version or "").strip() or None
+        service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
+        try:
+            result = rollback_champion(config, target, reason=str(self.reason or "manual"), service=service)
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        finally:
+            if service is not None:
+                service.close()
+        url = model_version_url(config.registered_model_name, result["to"])
+        set_link(self, MlflowModelVersionLink, url)
+        self.log.warning("champion of %s: %s -> %s", config.name, result["from"], result["to"])
+        return result
