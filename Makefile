@@ -108,7 +108,7 @@ bench-quick: install
 
 # Closed-loop proof: DAYS (60) of drifting churn data through real Airflow runs, MLflow and the
 # prediction service, against level-0, always-deploy and oracle baselines -> bench/simulation.md.
-# About an hour on 2 cores; `python -m simulation --fast` is the minute-long library replay.
+# About an hour on 2 cores; `make simulate-fast` is the minutes-long library replay.
 DAYS ?= 60
 simulate: install
 	OMP_NUM_THREADS=1 $(PY) -m bench.simulation --days $(DAYS)
