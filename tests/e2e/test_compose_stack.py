@@ -71,15 +71,22 @@ def _run_ids(api: httpx.Client) -> set[str]:
     return {run["dag_run_id"] for run in answer["dag_runs"]}
 
 
-def _run_for_batch(stack: ComposeStack, reason: str, *, train: tuple[str, ...] = ("running",)) -> str:
-    """Trigger a run for the batch just seeded; return the run that trains on it once its train
-    task is in one of the ``train`` states.
+def _existing_runs(stack: ComposeStack) -> set[str]:
+    with stack.airflow() as api:
+        return _run_ids(api)
 
-    The landing-zone watcher starts a run for the same batch too; whichever of the two starts
-    first trains on it, and the other finds nothing new and skips.
+
+def _run_for_batch(
+    stack: ComposeStack, reason: str, before: set[str], *, train: tuple[str, ...] = ("running",)
+) -> str:
+    """Trigger a run for the batch seeded after the runs ``before``; return the run that trains on
+    it once its train task is in one of the ``train`` states.
+
+    The manual run is not the only one: unpausing the DAG starts the latest scheduled run, and the
+    landing-zone watcher starts one for the new batch. Whichever starts first trains on the batch,
+    and the others find nothing new and skip.
     """
     with stack.airflow() as api:
-        before = _run_ids(api)
         _run(api, reason)
         deadline = time.monotonic() + 300
         while True:
@@ -199,10 +206,11 @@ def test_the_image_loads_every_dag_and_plugin(stack: ComposeStack) -> None:
 
 
 def test_a_run_promotes_and_the_service_serves_the_champion(stack: ComposeStack) -> None:
+    before = _existing_runs(stack)
     _seed_batch(stack)
     with stack.airflow() as api:
         assert api.patch("/dags/ct_churn", json={"is_paused": False}).status_code == 200
-    run_id = _run_for_batch(stack, "compose e2e: first batch", train=("running", "success", "failed"))
+    run_id = _run_for_batch(stack, "compose e2e: first batch", before, train=("running", "success", "failed"))
     run = _wait_for_run(stack, run_id)
     _wait_for_every_run(stack)  # the other trigger of the same batch trains nothing
     with stack.airflow() as api:
@@ -234,9 +242,9 @@ def test_a_run_promotes_and_the_service_serves_the_champion(stack: ComposeStack)
 
 
 def test_a_scheduler_restart_mid_run_still_finishes_with_one_version_at_most(stack: ComposeStack) -> None:
-    before = _versions(stack)
+    before, runs = _versions(stack), _existing_runs(stack)
     _seed_batch(stack)
-    run_id = _run_for_batch(stack, "compose e2e: scheduler restart")
+    run_id = _run_for_batch(stack, "compose e2e: scheduler restart", runs)
     stack.compose("restart", "airflow-scheduler")
     say("restarted airflow-scheduler while train was running")
     run = _wait_for_run(stack, run_id)
@@ -282,8 +290,9 @@ def test_the_celery_profile_with_two_workers_runs_the_same_dag(stack: ComposeSta
     workers = stack.container_ids("airflow-worker")
     assert len(workers) == 2
     say(f"celery profile with 2 workers healthy in {seconds:.0f} s")
+    runs = _existing_runs(stack)
     _seed_batch(stack, service="airflow-worker")
-    run_id = _run_for_batch(stack, "compose e2e: celery")
+    run_id = _run_for_batch(stack, "compose e2e: celery", runs)
     # MLflow away for a while in the middle of the run: the client backs off and retries.
     stack.compose("stop", "mlflow")
     time.sleep(20)
