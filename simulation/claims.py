@@ -159,6 +159,7 @@ def claims(
 
 
 def days_label(first: int, last: int) -> str:
+    """A span of days for tables and claims: ``day 5`` or ``days 5-9``."""
     return f"day {first}" if first == last else f"days {first}-{last}"
 
 

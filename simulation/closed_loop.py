@@ -64,6 +64,7 @@ def _log_day(scenario: Scenario, day: int, records: list[DayRecord]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m simulation --fast``: run every policy on one stream and write the report."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

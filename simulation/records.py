@@ -183,6 +183,7 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 
 def mean_of(values: list[float | None]) -> float | None:
+    """The mean of the values present (None when there are none)."""
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
 

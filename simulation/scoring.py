@@ -53,10 +53,12 @@ class Scored(Answers):
 
 
 def as_number(value: float) -> float | None:
+    """A metric value, or None where it is undefined (NaN)."""
     return None if math.isnan(value) else float(value)
 
 
 def score_on(config: PipelineConfig, model: Any, frame: pd.DataFrame) -> float | None:
+    """``model``'s primary metric on ``frame`` (None without a model or where undefined)."""
     if model is None:
         return None
     return as_number(
