@@ -301,7 +301,8 @@ def test_logins_are_fab_users_with_the_admin_password_from_the_secret(values: di
     script = shlex.split(job["args"][2])
     assert script[:3] == ["airflow", "users", "create"]
     assert "reset-password" in script
-    assert script.count("$AIRFLOW_ADMIN_PASSWORD") == 2  # shlex keeps the variable unexpanded
+    # shlex keeps the variable unexpanded; attached with "=", a password starting with "-" is no option
+    assert script.count("--password=$AIRFLOW_ADMIN_PASSWORD") == 2
 
 
 def test_nothing_secret_is_written_in_the_values(values: dict[str, Any]) -> None:
