@@ -19,7 +19,7 @@ from include.ct.online.decision import OnlineDecision, decide, live_confidence
 from include.ct.online.evidence import LiveEvidence, live_metric_name
 from include.ct.registry.staging import StagedChallenger
 from include.ct_serving.traffic import routes_to_challenger
-from simulation.scoring import Answers
+from simulation.scoring import Answers, Scored
 
 AUDIT_DAYS = 3  # a promotion is judged on the traffic of the next three days
 
@@ -38,7 +38,6 @@ class Staged:
     exposed: list[tuple[int, pd.DataFrame]] = field(default_factory=list)  # (labels day, rows both scored)
     requests: int = 0  # requests it scored (shadow) or answered (canary)
     requests_at_share: int = 0
-    offered: int = 0  # every request while it was staged
     max_share: float = 0.0  # the largest share of requests it answered on a day
 
 
@@ -64,20 +63,20 @@ def serve_day(
     and the share of requests the challenger answered; records the challenger's exposure."""
     if champion is None:
         return None, 0.0
+    if staged is not None:
+        seen = _exposed(config, traffic, staged.share)
+        staged.exposed.append((labels_day, traffic[seen]))
+        staged.requests += int(seen.sum())
+        staged.requests_at_share += int(seen.sum())
+    if staged is None or staged.strategy != "canary":  # the champion answers every request
+        return Scored(champion, traffic, config.feature_names), 0.0
     features = traffic[config.feature_names]
-    incumbent = score(config, champion, features)
-    if staged is None:
-        return _mix(incumbent, incumbent, np.zeros(len(traffic), dtype=bool), traffic.index), 0.0
-    seen = _exposed(config, traffic, staged.share)
-    staged.exposed.append((labels_day, traffic[seen]))
-    staged.requests += int(seen.sum())
-    staged.requests_at_share += int(seen.sum())
-    staged.offered += len(traffic)
-    if staged.strategy != "canary":
-        return _mix(incumbent, incumbent, np.zeros(len(traffic), dtype=bool), traffic.index), 0.0
     answered_share = float(seen.mean()) if len(seen) else 0.0
     staged.max_share = max(staged.max_share, answered_share)
-    return _mix(incumbent, score(config, staged.model, features), seen, traffic.index), answered_share
+    mixed = _mix(
+        score(config, champion, features), score(config, staged.model, features), seen, traffic.index
+    )
+    return mixed, answered_share
 
 
 def paired_on(
