@@ -34,9 +34,11 @@ $(PY):
 # set (as in many images) Python never writes them, so every fresh interpreter (a task's infra
 # check, the dag-processor, each test's Airflow) compiled MLflow, pandas and scikit-learn from
 # source again: `import mlflow` took 3.4 s instead of 1.0 s.
-$(VENV)/.installed: requirements.lock Makefile | $(PY)
+# The development venv takes requirements-spark.lock: requirements.lock (the image's) plus
+# the Spark provider and PySpark, for batch scoring's `engine: spark` and its tests.
+$(VENV)/.installed: requirements.lock requirements-spark.lock Makefile | $(PY)
 	@test -x $(UV) || $(PY) -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) pip sync --compile-bytecode --python $(PY) requirements.lock
+	$(UV) pip sync --compile-bytecode --python $(PY) requirements-spark.lock
 	@touch $@
 
 install: $(VENV)/.installed  ## build .venv from the lock file (idempotent)
@@ -48,6 +50,8 @@ system-deps:
 lock: | $(PY)
 	@test -x $(UV) || $(PY) -m pip install --quiet "uv==$(UV_VERSION)"
 	$(UV) pip compile --python-version 3.11 requirements.txt -o requirements.lock
+	$(UV) pip compile --python-version 3.11 requirements.txt requirements-spark.txt \
+		-c requirements.lock -o requirements-spark.lock
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -254,6 +254,93 @@ class MonitoringSpec(_Strict):
     cooldown_hours: float = Field(default=24, ge=0, description="no second retrain trigger within")
 
 
+class BatchSourceSpec(_Strict):
+    """What one batch-scoring run reads: a date folder of files, or the rows of a SQL query."""
+
+    type: Literal["files", "sql"] = "files"
+    path: str | None = Field(
+        default=None,
+        description="files: folder under CT_DATA_DIR holding one 'date=YYYY-MM-DD' folder of *.csv / "
+        "*.parquet per interval; default batch/<name>",
+    )
+    conn_id: str | None = None
+    query: str | None = Field(
+        default=None, description="SQL with :start and :end bound to the run's data interval"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchSourceSpec:
+        if self.type == "sql" and not (self.conn_id and self.query):
+            raise ValueError("a sql source needs 'conn_id' and 'query'")
+        return self
+
+
+class BatchOutputSpec(_Strict):
+    """Where scores go: Parquet partitions per interval, or a SQL table upserted by interval."""
+
+    type: Literal["parquet", "sql"] = "parquet"
+    path: str | None = Field(
+        default=None, description="parquet: folder under CT_DATA_DIR; default scores/<name>"
+    )
+    conn_id: str | None = None
+    table: str | None = Field(default=None, description="sql: the table the scores are written to")
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchOutputSpec:
+        if self.type == "sql":
+            if not (self.conn_id and self.table):
+                raise ValueError("a sql output needs 'conn_id' and 'table'")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", self.table):
+                raise ValueError(f"table {self.table!r} is not a plain [schema.]name")
+        return self
+
+
+class SparkSpec(_Strict):
+    """``engine: spark``: where the scoring job is submitted (``SparkSubmitOperator``)."""
+
+    conn_id: str = Field(
+        default="spark_default",
+        description="Airflow Spark connection: the master (local[*], spark://, k8s://)",
+    )
+    conf: dict[str, str] = Field(default_factory=dict, description="extra --conf settings of the job")
+    executor_memory: str | None = Field(default=None, description="e.g. 4g")
+    num_executors: int | None = Field(default=None, ge=1)
+
+
+class BatchSpec(_Strict):
+    """The batch-scoring DAG ``ct_<name>_batch``: the champion scores a table per interval."""
+
+    schedule: str | None = "@daily"
+    on_champion: bool = Field(
+        default=False,
+        description="also run when a new champion is promoted: the last interval is scored again by it",
+    )
+    source: BatchSourceSpec = Field(default_factory=BatchSourceSpec)
+    key: list[str] = Field(description="column(s) carried to every output row, unique in an interval")
+    output: BatchOutputSpec = Field(default_factory=BatchOutputSpec)
+    engine: Literal["in_process", "spark"] = Field(
+        default="in_process",
+        description="in_process: chunks in the Airflow worker, bounded memory; spark: a Spark job",
+    )
+    chunk_rows: int = Field(
+        default=100_000, ge=100, description="rows read, validated and scored at a time (in_process)"
+    )
+    dual_scoring: bool = Field(
+        default=True,
+        description="while a challenger is staged for online validation, score each batch with it too",
+    )
+    spark: SparkSpec = Field(default_factory=SparkSpec)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one key column is required")
+        if len(set(value)) != len(value):
+            raise ValueError(f"key columns repeat: {value}")
+        return value
+
+
 class RetrySpec(_Strict):
     """Retries of the tasks that call MLflow or train (a dead worker, a service restarting)."""
 
@@ -290,6 +377,7 @@ class PipelineConfig(_Strict):
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     retries: RetrySpec = Field(default_factory=RetrySpec)
+    batch: BatchSpec | None = Field(default=None, description="batch scoring; absent: no batch DAG")
     owner: str = "mlops"
     tags: list[str] = Field(default_factory=list)
     description: str | None = None
@@ -334,6 +422,10 @@ class PipelineConfig(_Strict):
             raise ValueError(
                 f"@id_column: id column '{self.id_column}' must not be a feature, target or timestamp"
             )
+        if self.batch is not None:
+            for column in self.batch.key:
+                if column in self.features or column == self.target:
+                    raise ValueError(f"@batch.key: key column '{column}' must not be a feature or the target")
         return self
 
     @property
@@ -352,6 +444,11 @@ class PipelineConfig(_Strict):
     def new_data_asset(self) -> str:
         """Name of the Airflow Asset whose events announce this pipeline's new data."""
         return f"{self.dag_id}_new_data"
+
+    @property
+    def champion_asset(self) -> str:
+        """Name of the Airflow Asset whose events announce a new champion of this pipeline."""
+        return f"{self.dag_id}_champion"
 
     @property
     def landing_path(self) -> str:

@@ -24,7 +24,7 @@ SECRET_PATTERNS = {
     "URL with credentials": re.compile(r"\b[a-z+]+://[^\s:/@'\"]+:(?!\$\{|\$\$)[^\s@'\"]{6,}@"),
 }
 # Test code uses made-up secrets on purpose; lock files hold only hashes and versions.
-SKIPPED = ("tests/", "requirements.lock")
+SKIPPED = ("tests/", "requirements.lock", "requirements-spark.lock")
 
 
 def _tracked_files() -> list[Path]:

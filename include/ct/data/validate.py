@@ -102,7 +102,6 @@ def ephemeral_context() -> Any:
 
 def build_expectation_suite(config: PipelineConfig) -> gx.ExpectationSuite:
     """The GX suite that encodes the config's schema: columns, types, nulls, values, ranges, rows."""
-    import great_expectations as gx
     import great_expectations.expectations as gxe
 
     expectations: list[gxe.Expectation] = []
@@ -115,6 +114,46 @@ def build_expectation_suite(config: PipelineConfig) -> gx.ExpectationSuite:
     expectations.append(
         gxe.ExpectTableRowCountToBeBetween(min_value=config.validation.min_rows, max_value=None)
     )
+    expectations.extend(feature_expectations(config))
+    expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=config.target))
+    if config.target_values is not None:
+        expectations.append(
+            gxe.ExpectColumnValuesToBeInSet(column=config.target, value_set=config.target_values)
+        )
+    if config.task == "regression":
+        expectations.append(
+            gxe.ExpectColumnValuesToBeInTypeList(
+                column=config.target, type_list=FLOAT_TYPES + INTEGER_TYPES + NULLABLE_INTEGER_TYPES
+            )
+        )
+    if config.timestamp:
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=config.timestamp))
+    if config.id_column:
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=config.id_column))
+        expectations.append(gxe.ExpectColumnValuesToBeUnique(column=config.id_column))
+    return _suite(f"{config.name}_schema", expectations)
+
+
+def build_scoring_suite(config: PipelineConfig, key: list[str]) -> gx.ExpectationSuite:
+    """The schema suite for rows to be scored: the same feature rules, no target, non-null keys.
+
+    Columns beyond the features and keys (a label, a timestamp) are allowed and not scored.
+    """
+    import great_expectations.expectations as gxe
+
+    expectations: list[gxe.Expectation] = [
+        gxe.ExpectTableColumnsToMatchSet(column_set=[*config.features, *key], exact_match=False),
+        *feature_expectations(config),
+        *(gxe.ExpectColumnValuesToNotBeNull(column=column) for column in key),
+    ]
+    return _suite(f"{config.name}_scoring_schema", expectations)
+
+
+def feature_expectations(config: PipelineConfig) -> list[Any]:
+    """Type, null, value-set and range rules of every feature, as the schema declares them."""
+    import great_expectations.expectations as gxe
+
+    expectations: list[gxe.Expectation] = []
     for name, spec in config.features.items():
         types = _type_list(spec)
         if types:
@@ -137,22 +176,12 @@ def build_expectation_suite(config: PipelineConfig) -> gx.ExpectationSuite:
                     meta={FINITE_RULE: True},
                 )
             )
-    expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=config.target))
-    if config.target_values is not None:
-        expectations.append(
-            gxe.ExpectColumnValuesToBeInSet(column=config.target, value_set=config.target_values)
-        )
-    if config.task == "regression":
-        expectations.append(
-            gxe.ExpectColumnValuesToBeInTypeList(
-                column=config.target, type_list=FLOAT_TYPES + INTEGER_TYPES + NULLABLE_INTEGER_TYPES
-            )
-        )
-    if config.timestamp:
-        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=config.timestamp))
-    if config.id_column:
-        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=config.id_column))
-        expectations.append(gxe.ExpectColumnValuesToBeUnique(column=config.id_column))
+    return expectations
+
+
+def _suite(name: str, expectations: list[Any]) -> gx.ExpectationSuite:
+    import great_expectations as gx
+
     # Built in one go (add_expectation compares each new expectation with all earlier ones), so
     # the set semantics it gave are kept here: a column that is both, say, the timestamp and a
     # required feature gets one not-null rule.
@@ -165,7 +194,7 @@ def build_expectation_suite(config: PipelineConfig) -> gx.ExpectationSuite:
         if rule not in seen:
             seen.add(rule)
             unique.append(expectation)
-    return gx.ExpectationSuite(name=f"{config.name}_schema", expectations=unique)
+    return gx.ExpectationSuite(name=name, expectations=unique)
 
 
 def _first(names: list[str], limit: int = 8, *, brackets: bool = True) -> str:
@@ -228,7 +257,12 @@ class SuiteRunner:
     would only add checks that its stored copies are current, which an in-memory run has none of.
     """
 
-    def __init__(self, config: PipelineConfig, docs_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        docs_dir: Path | None = None,
+        suite: gx.ExpectationSuite | None = None,
+    ) -> None:
         self.config = config
         self.context = ephemeral_context()
         self.docs_dir = docs_dir
@@ -236,7 +270,7 @@ class SuiteRunner:
             from include.ct.data import data_docs
 
             data_docs.add_site(self.context, docs_dir)
-        self.suite = self.context.suites.add(build_expectation_suite(config))
+        self.suite = self.context.suites.add(suite or build_expectation_suite(config))
         self.results: list[Any] = []  # kept for Data Docs: rule outcomes and examples, no rows
 
     def validate(self, frame: pd.DataFrame, file: str) -> BatchReport:

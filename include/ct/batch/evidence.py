@@ -1,0 +1,107 @@
+"""Dual scoring's evidence: champion and staged challenger predictions of a batch, in the prediction log.
+
+Both are logged under the batch key as ``prediction_id`` (champion ``served``, challenger
+``shadow``), so labels that arrive for those keys pair them exactly as they pair live traffic
+and count towards the online promotion decision.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from include.ct.batch.inputs import BatchInput
+from include.ct.batch.partitions import batch_spec
+from include.ct.config import PipelineConfig
+from include.ct.monitoring.prediction_log import SERVED, SHADOW, prediction_log_dir
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+KEY_SEPARATOR = "/"
+
+
+def prediction_ids(frame: pd.DataFrame, key: list[str]) -> np.ndarray:
+    """The batch key as the log's ``prediction_id``: the values joined by '/'."""
+    values = frame[key].astype("string")
+    joined = values[key[0]]
+    for column in key[1:]:
+        joined = joined + KEY_SEPARATOR + values[column]
+    ids: np.ndarray = joined.to_numpy(dtype=object)
+    return ids
+
+
+def log_pair(
+    config: PipelineConfig,
+    batch: BatchInput,
+    chunk: pd.DataFrame,
+    scored: pd.DataFrame,
+    champion_version: str,
+    challenger: dict[str, np.ndarray],
+    challenger_version: str,
+    number: int,
+) -> None:
+    """Write one chunk's champion and challenger predictions to the prediction log.
+
+    File names are fixed per (day, version, chunk): a re-run replaces them rather than adding rows.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = prediction_log_dir()
+    if root is None:
+        log.warning("prediction log is off (CT_PREDICTION_LOG_DIR): dual scoring logs no evidence")
+        return
+    now = datetime.now(UTC)
+    folder = root / config.name / f"date={now:%Y-%m-%d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = prediction_ids(chunk, batch_spec(config).key)
+    features = chunk[config.feature_names].reset_index(drop=True)
+    champion = {
+        name: scored[name].to_numpy()
+        for name in scored.columns
+        if name.startswith(("prediction", "probability_"))
+    }
+    for version, role, columns in (
+        (champion_version, SERVED, champion),
+        (challenger_version, SHADOW, challenger),
+    ):
+        table = features.assign(
+            prediction_id=ids,
+            predicted_at=now,
+            model_version=version,
+            role=role,
+            prediction=columns["prediction"],
+        )
+        score = _score(columns)
+        if score is not None:
+            table["score"] = score
+        name = f"part-batch-{batch.day}-v{version}-{number:05d}.parquet"
+        temporary = folder / f".{name}.tmp"
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), temporary)
+        temporary.rename(folder / name)
+    log.info(
+        "%s %s chunk %d: %d paired predictions logged (v%s, v%s)",
+        config.name,
+        batch.day,
+        number,
+        len(ids),
+        champion_version,
+        challenger_version,
+    )
+
+
+def _score(columns: dict[str, np.ndarray]) -> np.ndarray | None:
+    """As the live log keeps it: the positive class's probability (binary), the top one otherwise."""
+    probabilities = [values for name, values in columns.items() if name.startswith("probability_")]
+    if not probabilities:
+        return None
+    if len(probabilities) == 2:
+        return probabilities[1]
+    top: np.ndarray = np.max(np.column_stack(probabilities), axis=1)
+    return top

@@ -1,0 +1,144 @@
+"""The rows one day of batch scoring reads: a date folder of files, or a SQL window landed as Parquet.
+
+The input's content hash is its data version, carried on every output row; reading is chunked
+so no step holds the whole table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from include.ct.batch.partitions import batch_spec, day_window, input_root, partition_name, work_dir
+from include.ct.config import PipelineConfig
+from include.ct.data.extract import BATCH_SUFFIXES, UnreadableBatchError, data_version_of, read_batch
+from include.ct.storage import file_sha256
+
+log = logging.getLogger(__name__)
+
+
+class NoInputError(Exception):
+    """Nothing to score for the day: no files in its folder, or no rows in its SQL window."""
+
+
+@dataclass
+class BatchInput:
+    """The files one day's scoring reads, and their data version."""
+
+    pipeline: str
+    day: str
+    files: list[str] = field(default_factory=list)
+    data_version: str = ""
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> BatchInput:
+        return cls(**payload)
+
+
+def input_files(folder: Path) -> list[Path]:
+    """Batch files in ``folder``, by name; names starting with '.' or '_' are partial uploads."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and path.suffix.lower() in BATCH_SUFFIXES and not path.name.startswith((".", "_"))
+    )
+
+
+def locate_input(config: PipelineConfig, day: date, engine: Any = None) -> BatchInput:
+    """The day's input: its date folder (files) or its SQL window landed as Parquet (``engine``).
+
+    Raises NoInputError when there is nothing to score.
+    """
+    spec = batch_spec(config)
+    if spec.source.type == "sql":
+        if engine is None:
+            raise ValueError("a sql batch source needs a SQLAlchemy engine")
+        files = [land_sql_day(config, day, engine)]
+        where = f"{spec.source.conn_id}: rows in {partition_name(day)}"
+    else:
+        folder = input_root(config) / partition_name(day)
+        files = input_files(folder)
+        if not files:
+            raise NoInputError(f"no *.csv or *.parquet file in {folder}")
+        where = str(folder)
+    version = data_version_of([(path.name, file_sha256(path)) for path in files])
+    log.info("%s %s: %d files, data version %s (%s)", config.name, day, len(files), version, where)
+    return BatchInput(config.name, day.isoformat(), [str(path) for path in files], version, where)
+
+
+def land_sql_day(config: PipelineConfig, day: date, engine: Any) -> Path:
+    """Run the source query for ``day`` and write its rows to one Parquet file, chunk by chunk.
+
+    A re-run reads the source again and replaces the file: the day is scored as the source holds
+    it now. Raises NoInputError when the window has no rows.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import sqlalchemy
+
+    spec = batch_spec(config)
+    start, end = day_window(day)
+    target = work_dir(config, day) / "input.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    try:
+        with engine.connect() as connection:
+            chunks = pd.read_sql(
+                sqlalchemy.text(str(spec.source.query)),
+                connection,
+                params={"start": start, "end": end},
+                chunksize=spec.chunk_rows,
+            )
+            for chunk in chunks:
+                table = pa.Table.from_pandas(chunk, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(partial, table.schema)
+                writer.write_table(table.cast(writer.schema))
+                rows += len(chunk)
+    finally:
+        if writer is not None:
+            writer.close()
+    if rows == 0:
+        partial.unlink(missing_ok=True)
+        raise NoInputError(f"no rows from {spec.source.conn_id} in [{start}, {end})")
+    partial.replace(target)
+    log.info("%s %s: %d rows landed from %s", config.name, day, rows, spec.source.conn_id)
+    return target
+
+
+def iter_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """``path`` (CSV or Parquet) as frames of at most ``chunk_rows`` rows.
+
+    Raises UnreadableBatchError naming the broken rule, as extract does for training batches.
+    """
+    if path.stat().st_size == 0:
+        raise UnreadableBatchError("not empty", "the file is empty (0 bytes)")
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(path)
+            for batch in parquet.iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas()
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise UnreadableBatchError("readable Parquet", f"{type(exc).__name__}: {exc}") from exc
+        return
+    try:
+        yield from pd.read_csv(path, encoding="utf-8", chunksize=chunk_rows)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        read_batch(path)  # names the rule (encoding, parse error, no header) as extract does
+        raise
