@@ -283,6 +283,7 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
                 online=config.deploy.online,
                 metric=config.metric,
             ),
+            outlets=[Asset(name=config.champion_asset)],  # a new champion: batch scoring may re-score
         )
         extract >> validate
         evaluate >> gate >> register
@@ -349,6 +350,7 @@ def build_rollback_dag(config: PipelineConfig) -> DAG:
             version="{{ params.version }}",
             reason="{{ params.reason }}",
             doc_md="Move the alias, tag the version rolled away from, and wait for the service.",
+            outlets=[Asset(name=config.champion_asset)],
         )
     return dag
 

@@ -6,6 +6,7 @@ whole pipeline (validation, quarantine, gate, drift) can be exercised without re
     python -m tools.datagen churn              # drop the next day's batch
     python -m tools.datagen churn --drift 0.8  # covariate drift
     python -m tools.datagen churn --break wrong_type
+    python -m tools.datagen churn --score-day 2026-12-06   # a table for ct_churn_batch to score
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -174,6 +175,43 @@ def write_batch(
     return target
 
 
+def write_scoring_day(
+    config: PipelineConfig,
+    day: date,
+    *,
+    rows: int = 2000,
+    seed: int = 0,
+    breakage: str | None = None,
+    fmt: str = "parquet",
+) -> Path:
+    """Generate a table to score on ``day`` (keys and features, no label) into the batch source's
+    date folder, written atomically."""
+    from include.ct.batch.partitions import batch_spec, input_root, partition_name
+
+    key = batch_spec(config).key
+    number = (day - EPOCH.date()).days
+    if config.name == "churn":
+        frame = churn_batch(rows, day=number, seed=seed)
+    else:
+        frame = schema_batch(config, rows, day=number, seed=seed)
+    for column in key:
+        if column not in frame.columns:
+            frame[column] = [f"{column}-{day:%Y%m%d}-{index:07d}" for index in range(rows)]
+    frame = frame[[*key, *config.features]]
+    if breakage:
+        frame = break_batch(frame, config, breakage)
+    folder = input_root(config) / partition_name(day)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"customers.{fmt}"
+    partial = folder / f".{target.name}.partial"
+    if fmt == "parquet":
+        frame.to_parquet(partial, index=False)
+    else:
+        frame.to_csv(partial, index=False)
+    partial.rename(target)
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,9 +223,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drift", type=float, default=0.0, help="covariate drift 0..1")
     parser.add_argument("--label-drift", type=float, default=0.0, help="concept drift 0..1")
     parser.add_argument("--break", dest="breakage", choices=BREAKAGES, help="write a broken batch")
-    parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    parser.add_argument(
+        "--format", choices=("csv", "parquet"), default=None, help="default csv (parquet to score)"
+    )
+    parser.add_argument(
+        "--score-day",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="write a table for batch scoring on that day instead of a training batch",
+    )
     args = parser.parse_args(argv)
     config = find_pipeline_config(args.pipeline)
+    if args.score_day is not None:
+        path = write_scoring_day(
+            config,
+            args.score_day,
+            rows=args.rows,
+            seed=args.seed,
+            breakage=args.breakage,
+            fmt=args.format or "parquet",
+        )
+        print(f"wrote {path} (CT_DATA_DIR={data_dir()})")
+        return 0
     path = write_batch(
         config,
         day=args.day,
@@ -196,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         drift=args.drift,
         label_drift=args.label_drift,
         breakage=args.breakage,
-        fmt=args.format,
+        fmt=args.format or "csv",
     )
     print(f"wrote {path} (CT_DATA_DIR={data_dir()})")
     return 0

@@ -325,9 +325,10 @@ class BatchSpec(_Strict):
     chunk_rows: int = Field(
         default=100_000, ge=100, description="rows read, validated and scored at a time (in_process)"
     )
-    dual_scoring: bool = Field(
-        default=True,
-        description="while a challenger is staged for online validation, score each batch with it too",
+    dual_scoring: bool | None = Field(
+        default=None,
+        description="while a challenger is staged for online validation, score each batch with it too "
+        "(its evidence counts towards promotion); default: on for in_process, which alone supports it",
     )
     spark: SparkSpec = Field(default_factory=SparkSpec)
 
@@ -339,6 +340,19 @@ class BatchSpec(_Strict):
         if len(set(value)) != len(value):
             raise ValueError(f"key columns repeat: {value}")
         return value
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchSpec:
+        if self.engine == "spark" and self.output.type == "sql":
+            raise ValueError("@batch.output.type: engine spark writes Parquet partitions; use type parquet")
+        if self.engine == "spark" and self.dual_scoring:
+            raise ValueError("@batch.dual_scoring: dual scoring runs in the in_process engine only")
+        return self
+
+    @property
+    def dual_scores(self) -> bool:
+        """Whether a staged challenger also scores each batch."""
+        return self.engine == "in_process" if self.dual_scoring is None else self.dual_scoring
 
 
 class RetrySpec(_Strict):

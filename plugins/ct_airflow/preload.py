@@ -39,6 +39,7 @@ HEAVY_MODULES = (
 DAG_MODULES = (
     "include.ct.config",
     "ct_airflow.operators",
+    "ct_airflow.operators.batch",
     "ct_airflow.triggers",
     "ct_airflow.approval",
     "ct_airflow.retrain",
@@ -60,6 +61,8 @@ PIPELINE_MODULES = (
     "include.ct.registry.registry",
     "include.ct.registry.deploy",
     "include.ct.monitoring.monitor",
+    "include.ct.batch.checks",
+    "include.ct.batch.scoring",
 )
 
 

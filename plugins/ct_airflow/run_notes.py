@@ -43,13 +43,16 @@ def describe_trigger(
     """(kind, reason) of a run: the conf's ``trigger``/``reason`` (set by the monitor or the
     trigger form) win; otherwise they follow from the run type and the Asset events' payloads.
     ``params`` count for manual runs only: every other run carries the form's default."""
-    kind = str(conf.get("trigger") or RUN_TYPE_TRIGGERS.get(run_type, run_type))
+    payloads = list(asset_payloads)
+    announced = {str(payload["trigger"]) for payload in payloads if payload.get("trigger")}
+    from_assets = announced.pop() if run_type == "asset_triggered" and len(announced) == 1 else None
+    kind = str(conf.get("trigger") or from_assets or RUN_TYPE_TRIGGERS.get(run_type, run_type))
     reason = str(conf.get("reason") or "")
     if not reason and run_type == "manual":
         reason = str((params or {}).get("reason") or "")
     if not reason and run_type == "asset_triggered":
         reasons: list[str] = []
-        for payload in asset_payloads:
+        for payload in payloads:
             text = payload.get("reason") or (
                 f"new data: {', '.join(payload['files'])}" if payload.get("files") else ""
             )
@@ -107,6 +110,17 @@ def online_note(online: Mapping[str, Any]) -> str:
     return f"Online: {ONLINE_OUTCOMES.get(outcome, outcome)}. {online.get('reason') or ''}".strip()
 
 
+SCORE_TASK = "score"
+
+
+def batch_note(scored: Mapping[str, Any]) -> str:
+    """The batch-scoring run's second line, e.g. ``Scored: 500 rows of 2026-12-01 by v3 ...``."""
+    return (
+        f"Scored: {scored.get('rows')} rows of {scored.get('day')} by v{scored.get('model_version')} "
+        f"(input {scored.get('input_version')}) -> {scored.get('output')}"
+    )
+
+
 def _task_value(dag_run: Any, task_id: str, key: str) -> Mapping[str, Any] | None:
     """A task's XCom in this run, read where the scheduler keeps XComs."""
     from airflow.models.xcom import XComModel
@@ -137,9 +151,12 @@ def _add_gate_to_note(dag_run: Any) -> None:
         return  # not ours, or a run outside the scheduler's session (``airflow dags test``)
     try:
         note = dag_run.note or ""
-        if not note.startswith("Trigger:") or "\nGate:" in note:
+        if not note.startswith("Trigger:") or "\nGate:" in note or "\nScored:" in note:
             return  # someone else's note, or already done
         lines = [note]
+        scored = _task_value(dag_run, SCORE_TASK, "return_value")
+        if scored is not None and "rows" in scored:
+            lines.append(batch_note(scored))
         decision = _gate_decision(dag_run)
         if decision is not None:
             lines.append(gate_note(decision))
@@ -153,7 +170,8 @@ def _add_gate_to_note(dag_run: Any) -> None:
 
 @hookimpl
 def on_dag_run_success(dag_run: Any, msg: str) -> None:
-    """Scheduler side: add the gate's outcome (promote, reject, inconclusive) to the run note."""
+    """Scheduler side: add the gate's outcome (promote, reject, inconclusive), or what a batch
+    run scored, to the run note."""
     _add_gate_to_note(dag_run)
 
 

@@ -177,3 +177,18 @@ def test_invalid_config_breaks_only_its_own_dag(airflow_db: Path, tmp_path: Path
     _airflow("dags", "reserialize", env={**os.environ, "CT_PIPELINES_DIR": str(tmp_path)})
     after = _airflow("dags", "list-import-errors", "-o", "json", env=env).strip().splitlines()[-1]
     assert json.loads(after) == [] if after.startswith("[") else "No data found" in after
+
+
+def test_batch_dag_scores_a_day_on_schedule_and_on_a_new_champion(dagbag: object) -> None:
+    dag = dagbag.dags["ct_churn_batch"]  # type: ignore[attr-defined]
+    assert [t.task_id for t in dag.topological_sort()] == ["resolve", "locate", "validate", "score"]
+    assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
+    assert dag.timetable.asset_condition.name == "ct_churn_champion"
+    dag.params.validate()
+    assert dag.params["date"] is None
+    # a promotion (deploy) and a manual rollback announce the new champion
+    ct = dagbag.dags["ct_churn"]  # type: ignore[attr-defined]
+    assert [a.name for a in ct.get_task("deploy").outlets] == ["ct_churn_champion"]
+    rollback = dagbag.dags["ct_churn_rollback"]  # type: ignore[attr-defined]
+    assert [a.name for a in rollback.get_task("rollback").outlets] == ["ct_churn_champion"]
+    assert [link.name for link in dag.get_task("validate").operator_extra_links] == ["Validation report"]

@@ -7,11 +7,14 @@ a rejected challenger, broken batches, then a good batch that trains again.
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from include.ct.batch.partitions import output_root
 from include.ct.config import find_pipeline_config
 from include.ct.storage import pipeline_paths
 from testbed.services import MlflowServer
@@ -28,6 +31,12 @@ def env(mlflow_server: MlflowServer, data_dir: Path) -> MlflowClient:
 
 def versions(client: MlflowClient) -> list[str]:
     return sorted(v.version for v in client.search_model_versions("name = 'churn'"))
+
+
+def test_batch_scoring_before_any_champion_skips_with_the_reason(env: MlflowClient) -> None:
+    datagen.write_scoring_day(find_pipeline_config("churn"), date(2026, 12, 1), rows=500)
+    result = run_dag("ct_churn_batch", {"date": "2026-12-01"})
+    assert result.tasks == dict.fromkeys(["resolve", "locate", "validate", "score"], "skipped")
 
 
 def test_first_run_registers_a_champion_with_lineage(env: MlflowClient) -> None:
@@ -146,3 +155,54 @@ def test_a_later_good_batch_trains_again(env: MlflowClient) -> None:
         assert champion.tags["ct.previous_champion"]
     else:
         assert result.tasks["register"] == "skipped"
+
+
+def test_the_batch_dag_scores_a_day_with_the_champion_and_rescores_it_in_place(env: MlflowClient) -> None:
+    champion = env.get_model_version_by_alias("churn", "champion").version
+    # every promotion announced itself on the champion Asset, which schedules ct_churn_batch
+    events = champion_events()
+    assert events and events[-1]["version"] == champion
+    assert events[-1]["payload"]["trigger"] == "new_champion"
+    assert events[-1]["payload"]["reason"].startswith(f"new champion: v{champion} (")
+    first = run_dag("ct_churn_batch", {"date": "2026-12-01"})
+    assert set(first.tasks.values()) == {"success"}, first.tasks
+    scored = first.xcom["score"]
+    assert (scored["rows"], scored["model_version"]) == (500, champion)
+    rows = pd.read_parquet(scored["output"])
+    assert len(rows) == 500 and rows["customer_id"].is_unique
+    assert set(rows["model_version"]) == {champion} and set(rows["scoring_run_id"]) == {first.run_id}
+    assert set(rows["input_version"]) == {first.xcom["locate"]["data_version"]}
+    assert first.links["score"]["MLflow model version"].endswith(f"/versions/{champion}")
+    assert "/ct-reports/churn/batch_2026-12-01_" in first.links["validate"]["Validation report"]
+
+    again = run_dag("ct_churn_batch", {"date": "2026-12-01"})
+    assert again.xcom["score"]["output"] == scored["output"]
+    rescored = pd.read_parquet(scored["output"])
+    assert len(rescored) == 500 and set(rescored["scoring_run_id"]) == {again.run_id}
+    columns = ["customer_id", "prediction", "probability_1", "model_version", "input_version"]
+    assert rescored[columns].equals(rows[columns])
+
+
+def test_a_bad_day_to_score_is_quarantined_and_nothing_is_scored(env: MlflowClient) -> None:
+    config = find_pipeline_config("churn")
+    bad = datagen.write_scoring_day(config, date(2026, 12, 3), rows=300, breakage="out_of_range")
+    result = run_dag("ct_churn_batch", {"date": "2026-12-03"})
+    assert (result.tasks["validate"], result.tasks["score"]) == ("failed", "upstream_failed")
+    assert not bad.exists() and (pipeline_paths(config).quarantine / bad.name).exists()
+    assert not (output_root(config) / "date=2026-12-03").exists()
+
+
+def champion_events() -> list[dict[str, object]]:
+    """The extras of the ``ct_churn_champion`` Asset's events, oldest first."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = (
+            select(AssetEvent.extra)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.name == "ct_churn_champion")
+            .order_by(AssetEvent.id)
+        )
+        return [dict(extra or {}) for extra in session.scalars(query)]

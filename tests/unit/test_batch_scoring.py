@@ -184,3 +184,55 @@ def test_dual_scoring_logs_both_versions_under_the_batch_key(config: PipelineCon
     assert sorted(pairs.columns) == ["3", "5"] and len(pairs) == 600
     assert set(logged.loc[logged["model_version"] == "5", "role"]) == {"shadow"}
     assert sorted(pairs.index)[:2] == ["10000", "10001"]
+
+
+def test_a_run_started_by_a_new_champion_says_so_and_its_note_says_what_it_scored() -> None:
+    from ct_airflow.run_notes import batch_note, describe_trigger
+
+    payload = {"trigger": "new_champion", "reason": "new champion: v4 (promoted by the gate)"}
+    assert describe_trigger("asset_triggered", {}, [payload]) == ("new_champion", payload["reason"])
+    assert describe_trigger("asset_triggered", {}, [{"files": ["a.csv"]}])[0] == "data_arrival"
+    note = batch_note(
+        {"rows": 500, "day": "2026-12-01", "model_version": "4", "input_version": "ab", "output": "o"}
+    )
+    assert note == "Scored: 500 rows of 2026-12-01 by v4 (input ab) -> o"
+
+
+def test_batch_config_errors_name_the_key(churn: PipelineConfig, tmp_path: Path) -> None:
+    import yaml
+
+    from include.ct.config import BUNDLED_PIPELINES_DIR, ConfigError, load_pipeline_config
+
+    def load(batch: dict[str, object]) -> PipelineConfig:
+        raw = yaml.safe_load((BUNDLED_PIPELINES_DIR / "churn.yaml").read_text()) | {"batch": batch}
+        path = tmp_path / "churn.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return load_pipeline_config(path)
+
+    assert load({"key": ["customer_id"]}).batch.dual_scores is True  # type: ignore[union-attr]
+    cases = [
+        ({"key": ["customer_id"], "engin": "spark"}, "batch.engin", "unknown key"),
+        ({}, "batch.key", "Field required"),
+        ({"key": []}, "batch.key", "at least one key column"),
+        ({"key": ["plan"]}, "batch.key", "must not be a feature or the target"),
+        ({"key": ["id"], "output": {"type": "sql"}}, "batch.output", "needs 'conn_id' and 'table'"),
+        (
+            {"key": ["id"], "output": {"type": "sql", "conn_id": "c", "table": "x; drop"}},
+            "batch.output",
+            "plain",
+        ),
+        (
+            {"key": ["id"], "engine": "spark", "output": {"type": "sql", "conn_id": "c", "table": "t"}},
+            "batch.output.type",
+            "Parquet",
+        ),
+        (
+            {"key": ["id"], "engine": "spark", "dual_scoring": True},
+            "batch.dual_scoring",
+            "in_process engine only",
+        ),
+    ]
+    for batch, key, problem in cases:
+        with pytest.raises(ConfigError) as error:
+            load(batch)
+        assert (error.value.key, problem in error.value.problem) == (key, True), error.value

@@ -7,14 +7,13 @@ report) and nothing of it is scored: a partial day would look complete downstrea
 from __future__ import annotations
 
 import logging
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from include.ct.batch.inputs import BatchInput, iter_chunks
-from include.ct.batch.partitions import batch_spec, work_dir
+from include.ct.batch.partitions import batch_spec
 from include.ct.config import PipelineConfig
 from include.ct.data.extract import UnreadableBatchError
 from include.ct.data.validate import (
@@ -28,6 +27,7 @@ from include.ct.data.validate import (
     quarantine_batch,
     write_report,
 )
+from include.ct.storage import pipeline_paths
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,11 @@ def key_hashes(frame: pd.DataFrame, key: list[str]) -> np.ndarray:
     keys = frame[key].astype("string")
     hashes: np.ndarray = pd.util.hash_pandas_object(keys, index=False).to_numpy(dtype="uint64")
     return hashes
+
+
+def report_id(batch: BatchInput) -> str:
+    """The folder name of a day's validation report, beside the training data versions' reports."""
+    return f"batch_{batch.day}_{batch.data_version}"
 
 
 def validate_input(config: PipelineConfig, batch: BatchInput) -> ValidationOutcome:
@@ -87,7 +92,7 @@ def validate_input(config: PipelineConfig, batch: BatchInput) -> ValidationOutco
     if duplicated.size:
         _report_repeated_keys(config, batch, reports, duplicated)
 
-    report_dir = work_dir(config, date.fromisoformat(batch.day)) / "validation"
+    report_dir = pipeline_paths(config).reports / report_id(batch)
     outcome = ValidationOutcome(
         batch.data_version,
         all(report.success for report in reports),

@@ -48,6 +48,23 @@ def run_lineage(pipeline: str, context: Context, data_version: str) -> Any:
     )
 
 
+NEW_CHAMPION = "new_champion"  # the trigger kind of runs started by the champion Asset
+
+
+def announce_champion(context: Context, config: Any, version: str, reason: str) -> None:
+    """Say on this task's ``ct_<name>_champion`` Asset event which version became champion and why
+    (the event itself is emitted when the task succeeds; batch scoring runs on it)."""
+    from airflow.sdk import Asset
+
+    asset = Asset(name=config.champion_asset)
+    if asset not in context["task"].outlets:
+        return
+    context["outlet_events"][asset].extra = {
+        "payload": {"trigger": NEW_CHAMPION, "reason": f"new champion: v{version} ({reason})"[:500]},
+        "version": version,
+    }
+
+
 class PipelineOperator(BaseOperator):
     """A task of one pipeline, whose config it loads by name at run time.
 

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ct_airflow.hooks.serving import PredictionServiceHook
 from ct_airflow.links import MlflowModelVersionLink, set_link
-from ct_airflow.operators.base import PipelineOperator, Upstream, run_lineage
+from ct_airflow.operators.base import PipelineOperator, Upstream, announce_champion, run_lineage
 
 
 class RegisterModelOperator(PipelineOperator):
@@ -114,7 +114,9 @@ class DeployModelOperator(PipelineOperator):
         set_link(self, MlflowModelVersionLink, self.registered.get("url"))
         if config.deploy.strategy != "direct":
             return self._stage(config, context)
-        return self._deploy_directly(config, str(self.registered["version"]), self.decision["summary"])
+        result = self._deploy_directly(config, str(self.registered["version"]), self.decision["summary"])
+        announce_champion(context, config, result["version"], "promoted by the gate")
+        return result
 
     def _deploy_directly(self, config: Any, version: str, reason: str) -> dict[str, Any]:
         from include.ct.registry.deploy import DeploymentError, deploy_version
@@ -155,6 +157,7 @@ class DeployModelOperator(PipelineOperator):
                 service.close()
         if staged.deployed_directly:
             self.log.info("version %s deployed directly: %s", version, staged.reason)
+            announce_champion(context, config, version, staged.reason)
             return staged.to_dict()
         assert service is not None  # stage_version refuses to stage without one
         self.log.info(
@@ -214,6 +217,7 @@ class DeployModelOperator(PipelineOperator):
                 f"version {version} was rolled back in online validation, the champion stays: "
                 f"{decision.reason}"
             )
+        announce_champion(context, config, version, f"promoted after online validation: {decision.reason}")
         return {**outcome, "reason": decision.reason}
 
 
@@ -259,4 +263,5 @@ class RollbackChampionOperator(PipelineOperator):
         url = model_version_url(config.registered_model_name, result["to"])
         set_link(self, MlflowModelVersionLink, url)
         self.log.warning("champion of %s: %s -> %s", config.name, result["from"], result["to"])
+        announce_champion(context, config, str(result["to"]), f"rolled back: {self.reason or 'manual'}")
         return result
