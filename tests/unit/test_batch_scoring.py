@@ -168,6 +168,7 @@ def test_dual_scoring_logs_both_versions_under_the_batch_key(config: PipelineCon
     _land(config, DAY, rows=600)
     batch = inputs.locate_input(config, DAY)
     challenger = _served(config, "5", seed=3)
+    started = datetime.now(UTC)
     for _ in range(2):  # a re-run replaces its log files
         scoring.score_day(
             config,
@@ -184,6 +185,18 @@ def test_dual_scoring_logs_both_versions_under_the_batch_key(config: PipelineCon
     assert sorted(pairs.columns) == ["3", "5"] and len(pairs) == 600
     assert set(logged.loc[logged["model_version"] == "5", "role"]) == {"shadow"}
     assert sorted(pairs.index)[:2] == ["10000", "10001"]
+
+    # labels that arrive for the batch keys pair the two versions as live traffic is paired
+    from include.ct.monitoring.monitor import labels_dir
+    from include.ct.online.evidence import gather
+
+    truth = datagen.churn_batch(600, day=3, seed=5)[[config.target]]
+    truth.insert(0, "prediction_id", [str(key) for key in range(10_000, 10_600)])
+    labels_dir(config).mkdir(parents=True)
+    truth.to_csv(labels_dir(config) / "labels.csv", index=False)
+    evidence = gather(config, challenger="5", champion="3", since=started, confidence=0.95)
+    assert (evidence.paired_rows, evidence.labelled_pairs, evidence.unmatched_labels) == (600, 600, 0)
+    assert evidence.comparison is not None and evidence.comparison.n == 600
 
 
 def test_a_run_started_by_a_new_champion_says_so_and_its_note_says_what_it_scored() -> None:

@@ -116,7 +116,10 @@ def read_labels(config: PipelineConfig, since: datetime | None = None) -> pd.Dat
     missing = {"prediction_id", config.target} - set(frame.columns)
     if missing:
         raise ValueError(f"labels in {folder} lack the columns {sorted(missing)}")
-    return frame[["prediction_id", config.target]].drop_duplicates("prediction_id", keep="last")
+    frame = frame[["prediction_id", config.target]]
+    # ids are strings in the log; a CSV of numeric ids (batch keys) is read as numbers
+    frame = frame.assign(prediction_id=frame["prediction_id"].astype(str))
+    return frame.drop_duplicates("prediction_id", keep="last")
 
 
 def live_metric(config: PipelineConfig, joined: pd.DataFrame) -> float | None:
