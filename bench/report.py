@@ -33,7 +33,12 @@ COMMANDS = {
     "validation": "python -m bench.validation --rows 1000000 --repeats 11",
     "dag_parse": "python -m bench.dag_parse --repeats 3",
     "serving": "OMP_NUM_THREADS=1 python -m bench.serving",
+    "batch": "python -m bench.batch --sizes 1000000,10000000 --repeats 3",
 }
+BATCH_REPORT_MD = REPO_ROOT / "bench" / "batch.md"
+BATCH_RSS_LIMIT_MIB = 2 * 1024
+BATCH_FLOOR_RATIO = 1.3
+BATCH_RSS_GROWTH = 1.25  # "flat as rows grow": the largest size's peak within this of the smallest's
 
 
 @dataclass
@@ -212,7 +217,105 @@ def targets(results: dict[str, Any]) -> list[Target]:
         )
     )
     found.extend(_serving_targets(results))
+    found.extend(batch_targets(results))
     return found
+
+
+def batch_targets(results: dict[str, Any]) -> list[Target]:
+    """Batch scoring: in-process time against the floor, its peak memory, Spark's rows."""
+    sizes = _get(results, "batch", "sizes") or {}
+    ordered = _sizes(sizes)
+    ratios = {
+        size: median(_get(sizes[size], "in_process", "seconds")) / floor  # type: ignore[operator]
+        for size in ordered
+        if (floor := median(_get(sizes[size], "floor", "seconds")))
+        and median(_get(sizes[size], "in_process", "seconds"))
+    }
+    worst = max(ratios.values(), default=None)
+    shown = ", ".join(f"{ratio:.2f}x at {int(size):,} rows" for size, ratio in ratios.items())
+    peaks = {size: median(_get(sizes[size], "in_process", "peak_rss_mib")) for size in ordered}
+    peaks = {size: peak for size, peak in peaks.items() if peak is not None}
+    flat = None
+    if HUGE in peaks and len(peaks) >= 2:
+        smallest = peaks[min(peaks, key=int)]
+        flat = peaks[HUGE] if peaks[HUGE] <= smallest * BATCH_RSS_GROWTH else float("inf")
+    peak_shown = ", ".join(f"{peak / 1024:.2f} GiB at {int(size):,} rows" for size, peak in peaks.items())
+    compared = [_get(sizes[size], "spark_equals_in_process") for size in ordered]
+    compared = [c for c in compared if c is not None]
+    identical = (1.0 if all(c.get("identical") for c in compared) else 0.0) if compared else None
+    spark_shown = ", ".join(
+        f"{int(size):,} rows {'identical' if c.get('identical') else 'differ in ' + str(c.get('differing'))}"
+        for size, c in zip(ordered, compared, strict=False)
+    )
+    return [
+        _judge(
+            f"batch scoring in-process within {BATCH_FLOOR_RATIO}x of the floor (read + predict)",
+            COMMANDS["batch"],
+            worst,
+            lambda v: v <= BATCH_FLOOR_RATIO,
+            shown,
+        ),
+        _judge(
+            "batch scoring peak RSS < 2 GiB at 10M rows and flat as rows grow",
+            COMMANDS["batch"],
+            flat,
+            lambda v: v < BATCH_RSS_LIMIT_MIB,
+            peak_shown,
+        ),
+        _judge(
+            "Spark local output equals the in-process output",
+            COMMANDS["batch"],
+            identical,
+            lambda v: v == 1.0,
+            spark_shown,
+        ),
+    ]
+
+
+def section_batch(results: dict[str, Any]) -> list[str]:
+    lines = ["## 7. Batch scoring: in-process engine and Spark against the floor", ""]
+    data = results.get("batch")
+    if not data or not data.get("sizes"):
+        return lines + _missing("1M and 10M rows scored", "batch")
+    lines += [
+        "The scale workload (24 features) scored by one registered model, each run in a fresh process. "
+        "floor: `read_parquet` of the whole table and `predict_proba`; in_process: the score task's "
+        "engine (chunks, written as the day's partition); validate: the validate task's GX schema "
+        f"check, chunk by chunk; spark: `spark-submit --master {data.get('spark_master', 'local[2]')}`, "
+        "JVM start included.",
+        "",
+        "| rows | step | seconds | rows/s | peak RSS MiB |",
+        "|---|---|---|---|---|",
+    ]
+    for size in _sizes(data["sizes"]):
+        for step in ("floor", "in_process", "validate", "spark"):
+            facts = data["sizes"][size].get(step) or {}
+            lines.append(
+                f"| {int(size):,} | {step} | {fmt(facts.get('seconds'))} | "
+                f"{fmt(facts.get('rows_per_s'), '', 0)} | {fmt(facts.get('peak_rss_mib'), '', 0)} |"
+            )
+    return [*lines, ""]
+
+
+def write_batch_report(results_dir: Path = RESULTS_DIR, output: Path = BATCH_REPORT_MD) -> Path:
+    """The batch benchmark alone, dated, as ``bench/batch.md`` (``make bench`` also puts it in the
+    full report)."""
+    results = {name: data for name, data in read_results(results_dir).items() if name == "batch"}
+    info = results["batch"].get("machine") or machine() if results else machine()
+    lines = [
+        "# Batch scoring benchmark",
+        "",
+        f"Produced by `{COMMANDS['batch']}` on {info.get('date')}. Every figure: median (min-max, n = runs).",
+        "",
+        *_machine_lines(info),
+        "| target | status | measured |",
+        "|---|---|---|",
+    ]
+    for target in batch_targets(results):
+        lines.append(f"| {target.name} | {target.status} | {target.value} |")
+    lines += ["", *section_batch(results)]
+    output.write_text("\n".join(lines).rstrip() + "\n")
+    return output
 
 
 def _dag_parse_target(results: dict[str, Any]) -> Target:
@@ -613,6 +716,7 @@ def render(results: dict[str, Any], info: dict[str, Any]) -> tuple[str, dict[str
         section_validation,
         section_dag_parse,
         section_serving,
+        section_batch,
         section_bounds,
     ):
         lines += section(results)

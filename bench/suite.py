@@ -29,6 +29,7 @@ FULL: dict[str, list[str]] = {
     "orchestrated": ["orchestrated", "--sizes", "10000,100000,1000000", "--repeats", "3"],
     "floor_after": ["pipeline", "floor", "--sizes", "1000000", "--repeats", "3", "--section", "floor_after"],
     "scale": ["pipeline", "scale", "--sizes", "1000000,5000000,10000000", "--repeats", "3"],
+    "batch": ["batch", "--sizes", "1000000,10000000", "--repeats", "3"],
 }
 QUICK: dict[str, list[str]] = {
     "serving": ["serving", "--seconds", "2", "--swaps", "2"],
@@ -38,6 +39,7 @@ QUICK: dict[str, list[str]] = {
     "orchestrated": ["orchestrated", "--sizes", "10000", "--repeats", "1"],
     "floor_after": ["pipeline", "floor", "--sizes", "10000", "--repeats", "1", "--section", "floor_after"],
     "scale": ["pipeline", "scale", "--sizes", "100000,200000", "--repeats", "1"],
+    "batch": ["batch", "--sizes", "100000,200000", "--repeats", "1"],
 }
 # Serving measures scikit-learn predict under threads: one OpenMP thread, as it is served.
 ENV: dict[str, dict[str, str]] = {"serving": {"OMP_NUM_THREADS": "1"}}

@@ -165,14 +165,7 @@ def write_batch(
         frame = break_batch(frame, config, breakage)
     landing = pipeline_paths(config).landing
     landing.mkdir(parents=True, exist_ok=True)
-    target = landing / f"day_{day:04d}.{fmt}"
-    partial = landing / f".{target.name}.partial"
-    if fmt == "parquet":
-        frame.to_parquet(partial, index=False)
-    else:
-        frame.to_csv(partial, index=False)
-    partial.rename(target)
-    return target
+    return write_atomically(frame, landing / f"day_{day:04d}.{fmt}")
 
 
 def write_scoring_day(
@@ -202,9 +195,14 @@ def write_scoring_day(
         frame = break_batch(frame, config, breakage)
     folder = input_root(config) / partition_name(day)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"customers.{fmt}"
-    partial = folder / f".{target.name}.partial"
-    if fmt == "parquet":
+    return write_atomically(frame, folder / f"customers.{fmt}")
+
+
+def write_atomically(frame: pd.DataFrame, target: Path) -> Path:
+    """Write ``frame`` as CSV or Parquet (by suffix) under a dot-name, then rename it into place:
+    watchers and readers skip dot-files, so they never see a half-written batch."""
+    partial = target.with_name(f".{target.name}.partial")
+    if target.suffix == ".parquet":
         frame.to_parquet(partial, index=False)
     else:
         frame.to_csv(partial, index=False)

@@ -74,6 +74,7 @@ def test_the_alias_is_resolved_once_and_spark_writes_the_same_rows(
 
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[2]"}))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", os.environ["MLFLOW_TRACKING_URI"])
+    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")  # the driver's servers listen on loopback only
     request = write_request(work_dir(config, DAY) / "spark_request.json", resolved, batch, "scheduled__day")
     submit_spark_job(config, work_dir(config, DAY) / "spark_request.json", name="ct_churn_batch test")
 

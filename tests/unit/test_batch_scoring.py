@@ -11,6 +11,7 @@ import pytest
 
 from include.ct.batch import checks, inputs, partitions, scoring
 from include.ct.config import BatchSpec, PipelineConfig
+from include.ct.data.extract import batch_files
 from include.ct.data.validate import DataValidationError
 from include.ct.modeling.pipeline_building import build_pipeline, coerce_features
 from include.ct.monitoring.prediction_log import read_prediction_log
@@ -134,7 +135,7 @@ def test_a_day_that_breaks_the_schema_is_quarantined_whole_and_named(config: Pip
     quarantined = sorted(p.name for p in (partitions.data_dir() / "quarantine" / config.name).iterdir())
     assert "part0.parquet" in quarantined and "part1.csv" in quarantined  # the whole day, nothing lost
     assert "part0.parquet.report.html" in quarantined
-    assert not inputs.input_files(partitions.input_root(config) / partitions.partition_name(DAY))
+    assert not batch_files(partitions.input_root(config) / partitions.partition_name(DAY))
 
 
 def test_a_key_repeated_across_files_is_found_and_named(config: PipelineConfig) -> None:

@@ -122,13 +122,33 @@ def sample_results(*, fast: bool) -> dict[str, Any]:
                 "canary": {"steps": [0.05, 0.25, 0.5], "requests": 500, "failed_requests": 0 if fast else 2},
             },
         },
+        "batch": {
+            "spark_master": "local[2]",
+            "sizes": {
+                size: {
+                    "floor": {"seconds": _s(10.0 * scale), "peak_rss_mib": _s(900.0 * scale)},
+                    "in_process": {
+                        "seconds": _s((12.0 if fast else 14.0) * scale),
+                        "peak_rss_mib": _s(600.0 if fast else 500.0 * scale),
+                    },
+                    "validate": {"seconds": _s(5.0 * scale)},
+                    "spark": {"seconds": _s(30.0 * scale)},
+                    "spark_equals_in_process": {
+                        "rows": 1,
+                        "identical": fast,
+                        "differing": [] if fast else ["x"],
+                    },
+                }
+                for size, scale in (("1000000", 1), ("10000000", 10))
+            },
+        },
     }
 
 
 @pytest.mark.parametrize(("fast", "status"), [(True, "met"), (False, "missed")])
 def test_every_target_is_judged_from_the_data(fast: bool, status: str) -> None:
     judged = report.targets(sample_results(fast=fast))
-    assert len(judged) == 11
+    assert len(judged) == 14
     assert {t.name: t.status for t in judged} == {t.name: status for t in judged}
 
 
@@ -188,3 +208,16 @@ def test_overhead_without_the_second_floor_pass_uses_the_first_alone() -> None:
     assert over is not None
     assert over["floor_s"] == over["floor_before_s"] == 56
     assert "floor_after_s" not in over
+
+
+def test_the_batch_report_judges_its_own_targets(tmp_path: Path) -> None:
+    from bench.measure import write_result
+
+    write_result("batch", sample_results(fast=True)["batch"], tmp_path)
+    text = report.write_batch_report(tmp_path, tmp_path / "batch.md").read_text()
+    assert (
+        "| batch scoring in-process within 1.3x of the floor (read + predict) | met | 1.20x at 1,000,000 rows"
+        in text
+    )
+    assert "| Spark local output equals the in-process output | met | 1,000,000 rows identical" in text
+    assert "| 10,000,000 | in_process | 120.00 s" in text

@@ -17,7 +17,7 @@ import pandas as pd
 
 from include.ct.batch.partitions import batch_spec, day_window, input_root, partition_name, work_dir
 from include.ct.config import PipelineConfig
-from include.ct.data.extract import BATCH_SUFFIXES, UnreadableBatchError, data_version_of, read_batch
+from include.ct.data.extract import UnreadableBatchError, batch_files, data_version_of, read_batch
 from include.ct.storage import file_sha256
 
 log = logging.getLogger(__name__)
@@ -45,17 +45,6 @@ class BatchInput:
         return cls(**payload)
 
 
-def input_files(folder: Path) -> list[Path]:
-    """Batch files in ``folder``, by name; names starting with '.' or '_' are partial uploads."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        path
-        for path in folder.iterdir()
-        if path.is_file() and path.suffix.lower() in BATCH_SUFFIXES and not path.name.startswith((".", "_"))
-    )
-
-
 def locate_input(config: PipelineConfig, day: date, engine: Any = None) -> BatchInput:
     """The day's input: its date folder (files) or its SQL window landed as Parquet (``engine``).
 
@@ -69,7 +58,7 @@ def locate_input(config: PipelineConfig, day: date, engine: Any = None) -> Batch
         where = f"{spec.source.conn_id}: rows in {partition_name(day)}"
     else:
         folder = input_root(config) / partition_name(day)
-        files = input_files(folder)
+        files = batch_files(folder)
         if not files:
             raise NoInputError(f"no *.csv or *.parquet file in {folder}")
         where = str(folder)

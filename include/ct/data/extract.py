@@ -66,16 +66,21 @@ class Snapshot:
         return sum(batch.rows or 0 for batch in self.batches)
 
 
-def pending_batches(config: PipelineConfig) -> list[Path]:
-    """Batch files waiting in the landing zone, oldest name first; partial uploads are ignored."""
-    landing = pipeline_paths(config).landing
-    if not landing.is_dir():
+def batch_files(folder: Path) -> list[Path]:
+    """The ``*.csv`` and ``*.parquet`` files in ``folder`` by name; names starting with '.' or '_'
+    are partial uploads and ignored."""
+    if not folder.is_dir():
         return []
     return sorted(
         path
-        for path in landing.iterdir()
+        for path in folder.iterdir()
         if path.is_file() and path.suffix.lower() in BATCH_SUFFIXES and not path.name.startswith((".", "_"))
     )
+
+
+def pending_batches(config: PipelineConfig) -> list[Path]:
+    """Batch files waiting in the landing zone, oldest name first; partial uploads are ignored."""
+    return batch_files(pipeline_paths(config).landing)
 
 
 class UnreadableBatchError(Exception):

@@ -232,11 +232,27 @@ def _skops_trusted_types(model: Any) -> list[str]:
     return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
 
 
+def log_pipeline_model(pipeline: Any, example: pd.DataFrame) -> Any:
+    """Log a fitted Pipeline as the active run's model, as the service loads it: skops, with its
+    signature, an input example and pinned requirements. Returns MLflow's ModelInfo."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    return mlflow.sklearn.log_model(
+        pipeline,
+        name=registry.MODEL_NAME,
+        signature=infer_signature(example, pipeline.predict(example)),
+        input_example=example,
+        pip_requirements=_pip_requirements(),
+        serialization_format="skops",
+        skops_trusted_types=_skops_trusted_types(pipeline),
+    )
+
+
 def train_challenger(config: PipelineConfig, lineage: registry.Lineage) -> TrainResult:
     """Fit the pipeline on the accepted data and log it to MLflow; a retry reuses its run."""
     import mlflow
     import mlflow.data
-    from mlflow.models import infer_signature
 
     snapshots = load_training_snapshots(config)
     versions = [version for version, _ in snapshots]
@@ -339,16 +355,7 @@ def train_challenger(config: PipelineConfig, lineage: registry.Lineage) -> Train
         mlflow.log_metric("fit_seconds", fit_seconds)
         mlflow.log_metrics({f"window_probe_{count}": value for count, value in window.scores.items()})
 
-        signature = infer_signature(example, pipeline.predict(example))
-        mlflow.sklearn.log_model(
-            pipeline,
-            name=registry.MODEL_NAME,
-            signature=signature,
-            input_example=example,
-            pip_requirements=_pip_requirements(),
-            serialization_format="skops",
-            skops_trusted_types=_skops_trusted_types(pipeline),
-        )
+        log_pipeline_model(pipeline, example)
         with tempfile.TemporaryDirectory() as tmp_dir:
             for plot in training_plots(config, pipeline, test, Path(tmp_dir), scores=scores):
                 mlflow.log_artifact(str(plot), artifact_path="plots")

@@ -28,7 +28,21 @@ SPARK_JOB_ENVIRONMENT = (
 )
 
 
-class ResolveModelOperator(PipelineOperator):
+class BatchPipelineOperator(PipelineOperator):
+    """A task of a pipeline's batch DAG: its config must have a ``batch:`` section."""
+
+    def load_config(self) -> Any:
+        from include.ct.batch.partitions import BatchConfigError, batch_spec
+
+        config = super().load_config()
+        try:
+            batch_spec(config)
+        except BatchConfigError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        return config
+
+
+class ResolveModelOperator(BatchPipelineOperator):
     """Decide the day this run scores and resolve the ``champion`` alias to a version, once.
 
     Every later task uses that version, so a promotion during the run takes effect at the next
@@ -83,7 +97,7 @@ class ResolveModelOperator(PipelineOperator):
         }
 
 
-class LocateBatchOperator(PipelineOperator):
+class LocateBatchOperator(BatchPipelineOperator):
     """Find the day's input (its date folder, or its SQL window landed as Parquet) and hash it.
 
     :param resolved: the resolve task's result (``resolve.output``): the day and the version.
@@ -113,7 +127,7 @@ class LocateBatchOperator(PipelineOperator):
         return batch.to_dict()
 
 
-class ValidateBatchOperator(PipelineOperator):
+class ValidateBatchOperator(BatchPipelineOperator):
     """Run the pipeline's GX schema suite on the day's input, chunk by chunk, and check the key.
 
     A day that fails is quarantined whole with its report and the task fails (a retry cannot fix
@@ -149,7 +163,7 @@ class ValidateBatchOperator(PipelineOperator):
         return {"data_version": outcome.data_version, "report": outcome.report_path}
 
 
-class ScoreBatchOperator(PipelineOperator):
+class ScoreBatchOperator(BatchPipelineOperator):
     """Score the validated day with the resolved version and replace the day's output with it.
 
     In the worker on bounded chunks (``engine: in_process``), or as a Spark job submitted to the
