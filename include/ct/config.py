@@ -252,6 +252,14 @@ class MonitoringSpec(_Strict):
     min_labels: int = Field(default=200, ge=1)
     max_metric_drop: float = Field(default=0.05, ge=0, description="live vs offline, metric units")
     cooldown_hours: float = Field(default=24, ge=0, description="no second retrain trigger within")
+    log_sample: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="share of served records written to the prediction log (by a hash of their id, so a "
+        "champion's and a challenger's predictions of one request are kept or dropped together); "
+        "the monitor weights each logged row by 1/share",
+    )
 
 
 class BatchSourceSpec(_Strict):
@@ -355,6 +363,47 @@ class BatchSpec(_Strict):
         return self.engine == "in_process" if self.dual_scoring is None else self.dual_scoring
 
 
+class RetentionSpec(_Strict):
+    """What ``ct_housekeeping`` keeps, and for how long; defaults suit a daily pipeline."""
+
+    prediction_log_days: float = Field(
+        default=30,
+        gt=0,
+        description="prediction-log days kept; must exceed the label window the monitor joins on "
+        "(monitoring.label_window_hours) and its traffic window",
+    )
+    compact_after_hours: float = Field(
+        default=2,
+        ge=1,
+        description="prediction-log files are compacted into one file per hour once the hour is this old",
+    )
+    snapshots_keep: int | None = Field(
+        default=None,
+        ge=1,
+        description="accepted snapshots kept (newest first); default the training window; never fewer "
+        "than it. Snapshots in the lineage of the champion, its rollback target or a staged "
+        "challenger always stay. Unset with no training window: every snapshot stays",
+    )
+    reports_days: float = Field(default=90, gt=0, description="validation reports and Data Docs kept")
+    quarantine_days: float = Field(default=90, gt=0, description="quarantined files and their reports kept")
+    model_versions_keep: int = Field(
+        default=10,
+        ge=1,
+        description="newest registered versions kept; older ones (never the champion, its rollback "
+        "target or a staged challenger) are deleted and their training runs moved to MLflow's "
+        "deleted stage",
+    )
+    mlflow_gc_days: float = Field(
+        default=7,
+        ge=0,
+        description="runs deleted this long ago are purged with `mlflow gc` (needs "
+        "CT_MLFLOW_BACKEND_STORE_URI; without it gc is skipped and says why)",
+    )
+    airflow_db_days: float = Field(
+        default=90, gt=0, description="Airflow metadata older than this is removed with `airflow db clean`"
+    )
+
+
 class RetrySpec(_Strict):
     """Retries of the tasks that call MLflow or train (a dead worker, a service restarting)."""
 
@@ -392,6 +441,7 @@ class PipelineConfig(_Strict):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     retries: RetrySpec = Field(default_factory=RetrySpec)
     batch: BatchSpec | None = Field(default=None, description="batch scoring; absent: no batch DAG")
+    retention: RetentionSpec = Field(default_factory=RetentionSpec)
     owner: str = "mlops"
     tags: list[str] = Field(default_factory=list)
     description: str | None = None
@@ -435,6 +485,24 @@ class PipelineConfig(_Strict):
         if self.id_column is not None and self.id_column in {*self.features, self.target, self.timestamp}:
             raise ValueError(
                 f"@id_column: id column '{self.id_column}' must not be a feature, target or timestamp"
+            )
+        log_hours = self.retention.prediction_log_days * 24
+        for key, hours in (
+            ("monitoring.label_window_hours", self.monitoring.label_window_hours),
+            ("monitoring.window_hours", self.monitoring.window_hours),
+        ):
+            if log_hours <= hours:
+                raise ValueError(
+                    f"@retention.prediction_log_days: {self.retention.prediction_log_days:g} days is not "
+                    f"longer than {key} ({hours:g} h): the monitor would join on deleted predictions"
+                )
+        window = self.training.window
+        if self.retention.snapshots_keep is not None and (
+            window is None or self.retention.snapshots_keep < window
+        ):
+            raise ValueError(
+                f"@retention.snapshots_keep: {self.retention.snapshots_keep} is fewer than the training "
+                f"window ({window if window is not None else 'every snapshot'}): training would lose data"
             )
         if self.batch is not None:
             for column in self.batch.key:

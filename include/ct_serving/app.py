@@ -262,7 +262,14 @@ def create_app(
         now = datetime.now(UTC)
         if server.prediction_log is not None:
             server.prediction_log.append(
-                name, answering.version, now, rows, logged_ids, predictions, probabilities
+                name,
+                answering.version,
+                now,
+                rows,
+                logged_ids,
+                predictions,
+                probabilities,
+                sample=answering.config.monitoring.log_sample,
             )
         if shadow is not None:
             server.shadow.submit(

@@ -131,6 +131,7 @@ class ShadowScorer:
                         labels[offset:end],
                         probabilities[offset:end] if probabilities is not None else None,
                         role=SHADOW,
+                        sample=served.config.monitoring.log_sample,
                     )
                 offset = end
             self.scored += len(rows)

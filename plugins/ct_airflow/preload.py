@@ -40,6 +40,7 @@ DAG_MODULES = (
     "include.ct.config",
     "ct_airflow.operators",
     "ct_airflow.operators.batch",
+    "ct_airflow.operators.housekeeping",
     "ct_airflow.triggers",
     "ct_airflow.approval",
     "ct_airflow.retrain",
@@ -63,6 +64,7 @@ PIPELINE_MODULES = (
     "include.ct.monitoring.monitor",
     "include.ct.batch.checks",
     "include.ct.batch.scoring",
+    "include.ct.housekeeping.run",
 )
 
 

@@ -111,6 +111,7 @@ def online_note(online: Mapping[str, Any]) -> str:
 
 
 SCORE_TASK = "score"
+SUMMARY_TASK = "summary"  # ct_housekeeping: what every pipeline's pass did
 
 
 def batch_note(scored: Mapping[str, Any]) -> str:
@@ -151,12 +152,15 @@ def _add_gate_to_note(dag_run: Any) -> None:
         return  # not ours, or a run outside the scheduler's session (``airflow dags test``)
     try:
         note = dag_run.note or ""
-        if not note.startswith("Trigger:") or "\nGate:" in note or "\nScored:" in note:
+        if not note.startswith("Trigger:") or "\n" in note:
             return  # someone else's note, or already done
         lines = [note]
         scored = _task_value(dag_run, SCORE_TASK, "return_value")
         if scored is not None and "rows" in scored:
             lines.append(batch_note(scored))
+        housekeeping = _task_value(dag_run, SUMMARY_TASK, "return_value")
+        if housekeeping is not None and housekeeping.get("summary"):
+            lines.append(str(housekeeping["summary"]))
         decision = _gate_decision(dag_run)
         if decision is not None:
             lines.append(gate_note(decision))

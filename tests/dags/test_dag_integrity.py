@@ -192,3 +192,15 @@ def test_batch_dag_scores_a_day_on_schedule_and_on_a_new_champion(dagbag: object
     rollback = dagbag.dags["ct_churn_rollback"]  # type: ignore[attr-defined]
     assert [a.name for a in rollback.get_task("rollback").outlets] == ["ct_churn_champion"]
     assert [link.name for link in dag.get_task("validate").operator_extra_links] == ["Validation report"]
+
+
+def test_housekeeping_dag_runs_daily_per_pipeline_then_cleans_airflow_metadata(dagbag: object) -> None:
+    dag = dagbag.dags["ct_housekeeping"]  # type: ignore[attr-defined]
+    assert dag.timetable.expression in ("@daily", "0 0 * * *")
+    passes = sorted(t for t in dag.task_ids if t.startswith("housekeep_"))
+    assert "housekeep_churn" in passes
+    assert set(passes) <= dag.get_task("airflow_db_clean").upstream_task_ids
+    assert set(passes) <= dag.get_task("summary").upstream_task_ids
+    dag.params.validate()
+    assert dag.params["dry_run"] is False
+    assert [link.name for link in dag.get_task("housekeep_churn").operator_extra_links] == ["MLflow run"]

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from include.ct.config import PipelineConfig
+from include.ct.monitoring.prediction_log import SAMPLE_WEIGHT as WEIGHT_COLUMN
 
 if TYPE_CHECKING:
     from include.ct.data.extract import Snapshot
@@ -45,12 +46,30 @@ def reference_profile(config: PipelineConfig, frame: pd.DataFrame) -> dict[str, 
     return profile
 
 
-def numeric_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def numeric_shares(values: np.ndarray, edges: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Share of ``values`` (each counted ``weights`` times, when given) in each bin of ``edges``."""
     if edges.size < 2:
         return np.array([1.0])
     inner = edges[1:-1]
-    counts = np.bincount(np.searchsorted(inner, values, side="right"), minlength=edges.size - 1)
-    return counts / max(values.size, 1)
+    bins = np.searchsorted(inner, values, side="right")
+    counts = np.bincount(bins, weights=weights, minlength=edges.size - 1)
+    total = float(weights.sum()) if weights is not None else float(values.size)
+    shares: np.ndarray = counts / max(total, 1e-12)
+    return shares
+
+
+def row_weights(frame: pd.DataFrame) -> pd.Series:
+    """Each row's weight: 1/share of a sampled prediction log (``sample_weight``), else 1."""
+    if WEIGHT_COLUMN in frame.columns:
+        return pd.to_numeric(frame[WEIGHT_COLUMN], errors="coerce").fillna(1.0)
+    return pd.Series(1.0, index=frame.index)
+
+
+def numeric_values(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric column's non-missing values and their row weights."""
+    values = pd.to_numeric(frame[name], errors="coerce")
+    present = values.notna()
+    return values[present].to_numpy(dtype=float), row_weights(frame)[present].to_numpy(dtype=float)
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
@@ -67,13 +86,14 @@ def feature_drift(profile: dict[str, Any], frame: pd.DataFrame) -> dict[str, flo
         if name not in frame.columns:
             continue
         if ref["kind"] == "numeric":
-            values = pd.to_numeric(frame[name], errors="coerce").dropna().to_numpy(dtype=float)
+            values, weights = numeric_values(frame, name)
             if values.size == 0:
                 continue
-            actual = numeric_shares(values, np.asarray(ref["edges"]))
+            actual = numeric_shares(values, np.asarray(ref["edges"]), weights)
             scores[name] = psi(np.asarray(ref["shares"]), actual)
         else:
-            actual_series = frame[name].astype(str).value_counts(normalize=True)
+            weights = row_weights(frame)
+            actual_series = weights.groupby(frame[name].astype(str)).sum() / weights.sum()
             categories = sorted(set(ref["shares"]) | {str(k) for k in actual_series.index})
             expected = np.array([ref["shares"].get(c, 0.0) for c in categories])
             actual_shares = {str(k): float(v) for k, v in actual_series.items()}

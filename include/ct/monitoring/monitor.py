@@ -22,7 +22,7 @@ import pandas as pd
 
 from include.ct.config import PipelineConfig, metric_higher_is_better
 from include.ct.data.extract import pending_batches, read_batch
-from include.ct.monitoring.drift import feature_drift, numeric_shares
+from include.ct.monitoring.drift import feature_drift, numeric_shares, numeric_values, row_weights
 from include.ct.monitoring.prediction_log import read_prediction_log
 from include.ct.registry import registry
 from include.ct.storage import data_dir, pipeline_paths, write_json_atomic
@@ -63,12 +63,12 @@ def ks_statistic(profile: dict[str, Any], frame: pd.DataFrame, name: str) -> flo
     reference = profile.get("features", {}).get(name)
     if not reference or reference["kind"] != "numeric" or name not in frame.columns:
         return None
-    values = pd.to_numeric(frame[name], errors="coerce").dropna().to_numpy(dtype=float)
+    values, weights = numeric_values(frame, name)
     if values.size == 0:
         return None
     edges = np.asarray(reference["edges"])
     expected = np.cumsum(reference["shares"])
-    actual = np.cumsum(numeric_shares(values, edges))
+    actual = np.cumsum(numeric_shares(values, edges, weights))
     return float(np.max(np.abs(expected - actual)))
 
 
@@ -128,25 +128,28 @@ def live_metric(config: PipelineConfig, joined: pd.DataFrame) -> float | None:
 
     actual = joined[config.target]
     metric = config.metric
+    weights = row_weights(joined).to_numpy(dtype=float)  # a sampled log counts each row 1/share times
     if config.task == "regression":
         predicted = joined["prediction"].astype(float)
         if metric == "rmse":
-            return float(math.sqrt(skm.mean_squared_error(actual, predicted)))
+            return float(math.sqrt(skm.mean_squared_error(actual, predicted, sample_weight=weights)))
         if metric == "mae":
-            return float(skm.mean_absolute_error(actual, predicted))
-        return float(skm.r2_score(actual, predicted)) if metric == "r2" else None
+            return float(skm.mean_absolute_error(actual, predicted, sample_weight=weights))
+        return float(skm.r2_score(actual, predicted, sample_weight=weights)) if metric == "r2" else None
     positive = config.target_values[-1] if config.target_values else sorted(actual.unique())[-1]
     is_positive = actual.astype(str) == str(positive)
     if metric == "accuracy":
-        return float((joined["prediction"].astype(str) == actual.astype(str)).mean())
+        hits = (joined["prediction"].astype(str) == actual.astype(str)).to_numpy(dtype=float)
+        return float(np.average(hits, weights=weights))
     if metric == "f1":
-        return float(skm.f1_score(is_positive, joined["prediction"].astype(str) == str(positive)))
+        predicted_positive = joined["prediction"].astype(str) == str(positive)
+        return float(skm.f1_score(is_positive, predicted_positive, sample_weight=weights))
     if "score" not in joined.columns or is_positive.nunique() < 2:
         return None
     if metric == "roc_auc":
-        return float(skm.roc_auc_score(is_positive, joined["score"]))
+        return float(skm.roc_auc_score(is_positive, joined["score"], sample_weight=weights))
     if metric == "log_loss":
-        return float(skm.log_loss(is_positive, joined["score"], labels=[False, True]))
+        return float(skm.log_loss(is_positive, joined["score"], labels=[False, True], sample_weight=weights))
     return None
 
 

@@ -9,12 +9,14 @@ comparison (``shadow``). Monitoring reads it back with ``read_prediction_log``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,10 +49,18 @@ class _Entry:
     predictions: Sequence[Any]
     probabilities: Sequence[Sequence[float]] | None
     role: str
+    sample: float = 1.0
 
 
 SERVED = "served"
 SHADOW = "shadow"
+SAMPLE_WEIGHT = "sample_weight"  # 1/share of the records logged (monitoring.log_sample)
+
+
+def sampled(prediction_id: str, share: float) -> bool:
+    """Whether a record is logged at ``share``: a stable hash of its id, the same in every process,
+    so every version's prediction of one request is kept or dropped together."""
+    return share >= 1.0 or zlib.crc32(prediction_id.encode()) < share * 2**32
 
 
 class PredictionLog:
@@ -81,10 +91,23 @@ class PredictionLog:
         predictions: Sequence[Any],
         probabilities: Sequence[Sequence[float]] | None,
         role: str = SERVED,
+        sample: float = 1.0,
     ) -> None:
-        """Queue one request's predictions; if the writer is far behind, count and drop it."""
+        """Queue one request's predictions (with ``sample`` < 1, only the sampled records); if the
+        writer is far behind, count and drop them."""
+        if sample < 1.0:
+            if ids is None:
+                ids = [f"{uuid.uuid4().hex}-{i}" for i in range(len(rows))]
+            keep = [i for i, prediction_id in enumerate(ids) if sampled(prediction_id, sample)]
+            if not keep:
+                return
+            rows = [rows[i] for i in keep]
+            ids = [ids[i] for i in keep]
+            predictions = [predictions[i] for i in keep]
+            probabilities = [probabilities[i] for i in keep] if probabilities is not None else None
+        entry = _Entry(pipeline, version, at, rows, ids, predictions, probabilities, role, sample)
         try:
-            self._queue.put_nowait(_Entry(pipeline, version, at, rows, ids, predictions, probabilities, role))
+            self._queue.put_nowait(entry)
         except queue.Full:
             self.dropped += len(rows)
             if self.dropped % 1000 < len(rows):
@@ -150,6 +173,7 @@ def _add_columns(buffers: dict[tuple[str, str], dict[str, list[Any]]], entry: _E
     target.setdefault("predicted_at", []).extend([entry.at] * count)
     target.setdefault("model_version", []).extend([entry.version] * count)
     target.setdefault("role", []).extend([entry.role] * count)
+    target.setdefault(SAMPLE_WEIGHT, []).extend([1.0 / entry.sample] * count)
     for name in entry.rows[0]:
         target.setdefault(name, []).extend(row[name] for row in entry.rows)
     target.setdefault("prediction", []).extend(entry.predictions)
@@ -158,26 +182,68 @@ def _add_columns(buffers: dict[tuple[str, str], dict[str, list[Any]]], entry: _E
         target.setdefault("score", []).extend(p[1] if len(p) == 2 else max(p) for p in entry.probabilities)
 
 
+COMPACTED_PREFIX = "compacted-"
+COMPACTION_MANIFEST_PREFIX = "_compacted-"  # the commit point of a compaction (see ``compaction``)
+READ_ATTEMPTS = 5
+
+
+def day_files(day: Path) -> list[Path]:
+    """The files a reader reads in one day folder: committed compactions, and the flushed files
+    no committed compaction covers (a file listed in a manifest is read through its compaction)."""
+    covered: set[str] = set()
+    committed: list[Path] = []
+    for manifest in sorted(day.glob(f"{COMPACTION_MANIFEST_PREFIX}*.json")):
+        try:
+            record = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            continue  # removed with its day meanwhile
+        covered.update(record["sources"])
+        committed.append(day / record["file"])
+    parts = [path for path in sorted(day.glob("part-*.parquet")) if path.name not in covered]
+    return committed + parts
+
+
+def day_folders(pipeline: str, root: Path | None = None, since: datetime | None = None) -> list[Path]:
+    """``<root>/<pipeline>/date=YYYY-MM-DD`` folders, oldest first (optionally from ``since``'s day)."""
+    root = root or prediction_log_dir()
+    folder = (root / pipeline) if root else None
+    days = sorted(folder.glob("date=*")) if folder and folder.is_dir() else []
+    if since is not None:
+        first_day = since.strftime("%Y-%m-%d")
+        days = [day for day in days if day.name.removeprefix("date=") >= first_day]
+    return days
+
+
 def read_prediction_log(
     pipeline: str, root: Path | None = None, since: datetime | None = None, *, shadow: bool = False
 ) -> pd.DataFrame:
     """Every logged prediction of ``pipeline`` (optionally since a time), oldest first.
 
     Only the answers clients got, unless ``shadow`` also asks for the predictions scored beside them.
+    A compaction committed while reading makes a listed file vanish: the day is listed again.
     """
     import pandas as pd
 
-    root = root or prediction_log_dir()
-    folder = (root / pipeline) if root else None
-    files = sorted(folder.glob("date=*/part-*.parquet")) if folder and folder.exists() else []
-    if since is not None:
-        first_day = since.strftime("%Y-%m-%d")
-        files = [f for f in files if f.parent.name.removeprefix("date=") >= first_day]
-    if not files:
+    frames = []
+    for day in day_folders(pipeline, root, since):
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                day_frames = [pd.read_parquet(path) for path in day_files(day)]
+            except FileNotFoundError:
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+                continue
+            frames.extend(day_frames)
+            break
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
         return pd.DataFrame()
-    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True)
     if since is not None:
         frame = frame[frame["predicted_at"] >= pd.Timestamp(since)]
+    if SAMPLE_WEIGHT not in frame.columns:  # logs written before sampling hold every record
+        frame[SAMPLE_WEIGHT] = 1.0
+    frame[SAMPLE_WEIGHT] = frame[SAMPLE_WEIGHT].fillna(1.0)
     if not shadow and "role" in frame.columns:  # logs written before roles hold served rows only
         frame = frame[frame["role"] != SHADOW]
     return frame.sort_values("predicted_at", kind="stable").reset_index(drop=True)

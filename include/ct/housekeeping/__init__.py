@@ -1,0 +1,1 @@
+"""Housekeeping: retention of what a pipeline writes, so a year of runs keeps disk use bounded."""
