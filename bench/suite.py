@@ -1,6 +1,6 @@
 """The whole benchmark suite, one ``python -m bench.<name>`` process each, then the report.
 
-python -m bench.suite           # make bench: full sizes, 3 runs each or more (~45 min on 2 cores)
+python -m bench.suite           # make bench: full sizes, 3 runs each or more, a soak of 365 days
 python -m bench.suite --quick   # make bench-quick: small sizes, 1 run, a smoke check
 python -m bench.suite --only validation dag_parse
 """
@@ -30,6 +30,7 @@ FULL: dict[str, list[str]] = {
     "floor_after": ["pipeline", "floor", "--sizes", "1000000", "--repeats", "3", "--section", "floor_after"],
     "scale": ["pipeline", "scale", "--sizes", "1000000,5000000,10000000", "--repeats", "3"],
     "batch": ["batch", "--sizes", "1000000,10000000", "--repeats", "3"],
+    "soak": ["soak", "--days", "365"],
 }
 QUICK: dict[str, list[str]] = {
     "serving": ["serving", "--seconds", "2", "--swaps", "2"],
@@ -40,6 +41,7 @@ QUICK: dict[str, list[str]] = {
     "floor_after": ["pipeline", "floor", "--sizes", "10000", "--repeats", "1", "--section", "floor_after"],
     "scale": ["pipeline", "scale", "--sizes", "100000,200000", "--repeats", "1"],
     "batch": ["batch", "--sizes", "100000,200000", "--repeats", "1"],
+    "soak": ["soak", "--days", "5"],
 }
 # Serving measures scikit-learn predict under threads: one OpenMP thread, as it is served.
 ENV: dict[str, dict[str, str]] = {"serving": {"OMP_NUM_THREADS": "1"}}

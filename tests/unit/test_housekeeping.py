@@ -173,6 +173,13 @@ def test_old_reports_quarantine_and_log_days_expire_and_protected_splits_stay(ch
     reports = files.expired_reports(churn, Protected(training_data_versions={"kept"}), NOW)
     assert {(r.kind, Path(r.target).name) for r in reports} == {("report", "a"), ("split", "gone")}
     assert [Path(r.target).name for r in files.expired_quarantine(churn, NOW)] == ["bad.csv"]
+    labels = Path(os.environ["CT_DATA_DIR"]) / "labels" / "churn"
+    labels.mkdir(parents=True)
+    for name, age in (("old.csv", 45), ("recent.csv", 3)):
+        (labels / name).write_text("prediction_id,churned\n")
+        stamp = (NOW - timedelta(days=age)).timestamp()
+        os.utime(labels / name, (stamp, stamp))
+    assert [Path(r.target).name for r in files.expired_labels(churn, NOW)] == ["old.csv"]
     (expired,) = files.expired_log_days(churn, NOW)
     assert expired.target.endswith(f"date={NOW - timedelta(days=40):%Y-%m-%d}")
     assert "30 days" in expired.reason

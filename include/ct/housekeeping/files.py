@@ -110,6 +110,20 @@ def expired_quarantine(config: PipelineConfig, now: datetime) -> list[Removal]:
     ]
 
 
+def expired_labels(config: PipelineConfig, now: datetime) -> list[Removal]:
+    """Label files older than the prediction log they join to (``retention.prediction_log_days``)."""
+    from include.ct.monitoring.monitor import labels_dir
+
+    days = config.retention.prediction_log_days
+    cutoff = now - timedelta(days=days)
+    folder = labels_dir(config)
+    return [
+        measured("labels", path, f"older than retention.prediction_log_days ({days:g} days): nothing to join")
+        for path in (sorted(folder.iterdir()) if folder.is_dir() else [])
+        if path.is_file() and _older(path, cutoff)
+    ]
+
+
 def describe(removals: list[Removal]) -> str:
     """The removals as JSON lines, for logs and the dry run."""
     return "\n".join(json.dumps(removal.to_dict(), sort_keys=True) for removal in removals)

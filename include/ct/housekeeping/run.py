@@ -17,6 +17,7 @@ from typing import Any
 
 from include.ct.config import PipelineConfig
 from include.ct.housekeeping.files import (
+    expired_labels,
     expired_log_days,
     expired_quarantine,
     expired_reports,
@@ -100,6 +101,7 @@ def housekeep(
         *prunable_snapshots(config, protected, now),
         *expired_reports(config, protected, now),
         *expired_quarantine(config, now),
+        *expired_labels(config, now),
     ]
     report.removals = [*files, *surplus]
     for removal in report.removals:
