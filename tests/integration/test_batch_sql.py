@@ -49,7 +49,7 @@ def test_a_sql_day_is_landed_scored_and_replaced_without_duplicates(
         assert rows["event_time"].dt.date.value_counts().to_dict() == {day: 700, date(2026, 12, 2): 700}
 
         batch = inputs.locate_input(config, day, engine)
-        assert len(pd.read_parquet(batch.files[0])) == 700
+        assert [len(pd.read_parquet(name)) for name in batch.files] == [250, 250, 200]  # one file a chunk
         checks.validate_input(config, batch)
         model = scoring.ResolvedModel("churn", "3", "run3", "champion")
         for attempt in range(2):  # a retry replaces the day

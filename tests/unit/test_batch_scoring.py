@@ -184,7 +184,8 @@ def test_dual_scoring_logs_both_versions_under_the_batch_key(config: PipelineCon
     assert len(logged) == 1200
     pairs = logged.pivot(index="prediction_id", columns="model_version", values="score")
     assert sorted(pairs.columns) == ["3", "5"] and len(pairs) == 600
-    assert set(logged.loc[logged["model_version"] == "5", "role"]) == {"shadow"}
+    assert set(logged["role"]) == {"batch"}
+    assert read_prediction_log(config.name).empty  # not live traffic: the monitor leaves it out
     assert sorted(pairs.index)[:2] == ["10000", "10001"]
 
     # labels that arrive for the batch keys pair the two versions as live traffic is paired
@@ -250,3 +251,31 @@ def test_batch_config_errors_name_the_key(churn: PipelineConfig, tmp_path: Path)
         with pytest.raises(ConfigError) as error:
             load(batch)
         assert (error.value.key, problem in error.value.problem) == (key, True), error.value
+
+
+def test_a_file_changed_after_validation_is_not_scored(config: PipelineConfig) -> None:
+    paths = _land(config, DAY)
+    batch = inputs.locate_input(config, DAY)
+    checks.validate_input(config, batch)
+    frame = pd.read_parquet(paths[0])
+    frame.loc[frame.index[0], "tenure_months"] = 599
+    frame.to_parquet(paths[0], index=False)
+    with pytest.raises(inputs.InputChangedError, match="changed after validation"):
+        scoring.score_day(config, _model(), batch, "run", served=_served(config))
+    assert not partitions.output_root(config).exists()
+
+
+def test_csv_keys_keep_their_text_and_an_unreadable_file_is_reported_not_crashed(
+    config: PipelineConfig,
+) -> None:
+    folder = partitions.input_root(config) / partitions.partition_name(DAY)
+    folder.mkdir(parents=True)
+    frame = datagen.churn_batch(300, day=3).drop(columns=[config.target])
+    frame["customer_id"] = [f"{i:05d}" for i in range(300)]
+    frame.iloc[:150].to_csv(folder / "a.csv", index=False)
+    frame.iloc[149:].to_csv(folder / "b.csv", index=False)  # row 149 repeats across files
+    (folder / "c.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataValidationError) as error:
+        checks.validate_input(config, inputs.locate_input(config, DAY))
+    assert "'00149 (also in a.csv)'" in str(error.value)  # leading zeros kept: keys compare as text
+    assert "file 'c.parquet': column '(file)' rule readable Parquet" in str(error.value)

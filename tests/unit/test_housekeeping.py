@@ -183,3 +183,20 @@ def test_old_reports_quarantine_and_log_days_expire_and_protected_splits_stay(ch
     (expired,) = files.expired_log_days(churn, NOW)
     assert expired.target.endswith(f"date={NOW - timedelta(days=40):%Y-%m-%d}")
     assert "30 days" in expired.reason
+
+
+def test_a_manifest_that_repeats_another_compactions_files_is_ignored(tmp_path: Path) -> None:
+    day = tmp_path / "churn" / "date=2026-12-01"
+    day.mkdir(parents=True)
+    import pandas as pd
+
+    pd.DataFrame({"prediction_id": ["a"], "predicted_at": [NOW]}).to_parquet(day / "compacted-01-x.parquet")
+    pd.DataFrame({"prediction_id": ["a"], "predicted_at": [NOW]}).to_parquet(day / "compacted-01-y.parquet")
+    write_json_atomic(
+        day / "_compacted-01-x.json", {"file": "compacted-01-x.parquet", "sources": ["part-1.parquet"]}
+    )
+    write_json_atomic(
+        day / "_compacted-01-y.json", {"file": "compacted-01-y.parquet", "sources": ["part-1.parquet"]}
+    )
+    assert [path.name for path in day_files(day)] == ["compacted-01-x.parquet"]
+    assert list(read_prediction_log("churn", tmp_path)["prediction_id"]) == ["a"]

@@ -44,7 +44,7 @@ def repeated_hashes(parts: list[np.ndarray]) -> np.ndarray:
 
 
 def key_hashes(frame: pd.DataFrame, key: list[str]) -> np.ndarray:
-    """Row hashes of the key columns (by value, not dtype: 7 and 7.0 hash alike once cast)."""
+    """Row hashes of the key columns' text (CSV keys are read as text; Parquet keys as stored)."""
     keys = frame[key].astype("string")
     hashes: np.ndarray = pd.util.hash_pandas_object(keys, index=False).to_numpy(dtype="uint64")
     return hashes
@@ -69,7 +69,7 @@ def validate_input(config: PipelineConfig, batch: BatchInput) -> ValidationOutco
         path = Path(name)
         report = BatchReport(path.name, True, 0)
         try:
-            for number, chunk in enumerate(iter_chunks(path, spec.chunk_rows), start=1):
+            for number, chunk in enumerate(iter_chunks(path, spec.chunk_rows, spec.key), start=1):
                 chunk_report = runner.validate(chunk, path.name)
                 report.rows += chunk_report.rows
                 report.expectations_run = chunk_report.expectations_run
@@ -137,7 +137,9 @@ def _report_repeated_keys(
     seen: dict[tuple[str, ...], str] = {}
     repeats: dict[int, list[str]] = {}
     for index, name in enumerate(batch.files):
-        for chunk in iter_chunks(Path(name), batch_spec(config).chunk_rows):
+        if any(failure.column == "(file)" for failure in reports[index].failures):
+            continue  # unreadable: already reported, and nothing to compare
+        for chunk in iter_chunks(Path(name), batch_spec(config).chunk_rows, key):
             rows = chunk.loc[np.isin(key_hashes(chunk, key), duplicated), key].astype("string")
             for values in rows.itertuples(index=False, name=None):
                 value = tuple(str(v) for v in values)

@@ -1,8 +1,9 @@
 """Dual scoring's evidence: champion and staged challenger predictions of a batch, in the prediction log.
 
-Both are logged under the batch key as ``prediction_id`` (champion ``served``, challenger
-``shadow``), so labels that arrive for those keys pair them exactly as they pair live traffic
-and count towards the online promotion decision.
+Both are logged under the batch key as ``prediction_id`` with the role ``batch`` (the monitor's
+drift and live quality leave them out: they are not live traffic), so labels that arrive for
+those keys pair them exactly as they pair live traffic and count towards the online promotion
+decision. A re-run of a day first removes that day's earlier evidence: it replaces, never adds.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from include.ct.batch.inputs import BatchInput
 from include.ct.batch.partitions import batch_spec
 from include.ct.config import PipelineConfig
-from include.ct.monitoring.prediction_log import SERVED, SHADOW, prediction_log_dir
+from include.ct.monitoring.prediction_log import BATCH, BATCH_PREFIX, prediction_log_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,6 +35,19 @@ def prediction_ids(frame: pd.DataFrame, key: list[str]) -> np.ndarray:
         joined = joined + KEY_SEPARATOR + values[column]
     ids: np.ndarray = joined.to_numpy(dtype=object)
     return ids
+
+
+def clear_evidence(config: PipelineConfig, day: str) -> int:
+    """Remove the evidence an earlier run of ``day`` logged (whatever day it was logged on)."""
+    root = prediction_log_dir()
+    if root is None or not (root / config.name).is_dir():
+        return 0
+    stale = list((root / config.name).glob(f"date=*/{BATCH_PREFIX}{day}-*.parquet"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        log.info("%s %s: removed %d evidence files of an earlier run", config.name, day, len(stale))
+    return len(stale)
 
 
 def log_pair(
@@ -67,21 +81,18 @@ def log_pair(
         for name in scored.columns
         if name.startswith(("prediction", "probability_"))
     }
-    for version, role, columns in (
-        (champion_version, SERVED, champion),
-        (challenger_version, SHADOW, challenger),
-    ):
+    for version, columns in ((champion_version, champion), (challenger_version, challenger)):
         table = features.assign(
             prediction_id=ids,
             predicted_at=now,
             model_version=version,
-            role=role,
+            role=BATCH,
             prediction=columns["prediction"],
         )
         score = _score(columns)
         if score is not None:
             table["score"] = score
-        name = f"part-batch-{batch.day}-v{version}-{number:05d}.parquet"
+        name = f"{BATCH_PREFIX}{batch.day}-v{version}-{number:05d}.parquet"
         temporary = folder / f".{name}.tmp"
         pq.write_table(pa.Table.from_pandas(table, preserve_index=False), temporary)
         temporary.rename(folder / name)

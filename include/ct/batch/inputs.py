@@ -7,6 +7,7 @@ so no step holds the whole table.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -54,7 +55,7 @@ def locate_input(config: PipelineConfig, day: date, engine: Any = None) -> Batch
     if spec.source.type == "sql":
         if engine is None:
             raise ValueError("a sql batch source needs a SQLAlchemy engine")
-        files = [land_sql_day(config, day, engine)]
+        files = land_sql_day(config, day, engine)
         where = f"{spec.source.conn_id}: rows in {partition_name(day)}"
     else:
         folder = input_root(config) / partition_name(day)
@@ -67,22 +68,21 @@ def locate_input(config: PipelineConfig, day: date, engine: Any = None) -> Batch
     return BatchInput(config.name, day.isoformat(), [str(path) for path in files], version, where)
 
 
-def land_sql_day(config: PipelineConfig, day: date, engine: Any) -> Path:
-    """Run the source query for ``day`` and write its rows to one Parquet file, chunk by chunk.
+def land_sql_day(config: PipelineConfig, day: date, engine: Any) -> list[Path]:
+    """Run the source query for ``day`` and write its rows as Parquet files, one per chunk.
 
-    A re-run reads the source again and replaces the file: the day is scored as the source holds
-    it now. Raises NoInputError when the window has no rows.
+    A re-run reads the source again and replaces the files: the day is scored as the source holds
+    it now. Each chunk keeps the types its rows have (a column empty in one chunk does not fix
+    another's type). Raises NoInputError when the window has no rows.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     import sqlalchemy
 
     spec = batch_spec(config)
     start, end = day_window(day)
-    target = work_dir(config, day) / "input.parquet"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    writer: pq.ParquetWriter | None = None
+    folder = work_dir(config, day) / "input"
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
     rows = 0
     try:
         with engine.connect() as connection:
@@ -92,25 +92,43 @@ def land_sql_day(config: PipelineConfig, day: date, engine: Any) -> Path:
                 params={"start": start, "end": end},
                 chunksize=spec.chunk_rows,
             )
-            for chunk in chunks:
-                table = pa.Table.from_pandas(chunk, preserve_index=False)
-                if writer is None:
-                    writer = pq.ParquetWriter(partial, table.schema)
-                writer.write_table(table.cast(writer.schema))
+            for number, chunk in enumerate(chunks):
+                chunk.to_parquet(partial / f"part-{number:05d}.parquet", index=False)
                 rows += len(chunk)
-    finally:
-        if writer is not None:
-            writer.close()
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if rows == 0:
-        partial.unlink(missing_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
         raise NoInputError(f"no rows from {spec.source.conn_id} in [{start}, {end})")
-    partial.replace(target)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
     log.info("%s %s: %d rows landed from %s", config.name, day, rows, spec.source.conn_id)
-    return target
+    return batch_files(folder)
 
 
-def iter_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """``path`` (CSV or Parquet) as frames of at most ``chunk_rows`` rows.
+class InputChangedError(Exception):
+    """A file of the day changed after it was validated: it is not scored unchecked."""
+
+
+def verify_unchanged(batch: BatchInput) -> None:
+    """Raise InputChangedError unless the day's files still hash to the validated data version."""
+    missing = [name for name in batch.files if not Path(name).exists()]
+    if missing:
+        raise InputChangedError(
+            f"{batch.pipeline} {batch.day}: input files vanished after validation: {missing}"
+        )
+    version = data_version_of([(Path(name).name, file_sha256(Path(name))) for name in batch.files])
+    if version != batch.data_version:
+        raise InputChangedError(
+            f"{batch.pipeline} {batch.day}: the input changed after validation (data version {version}, "
+            f"validated {batch.data_version}): re-run the day to validate it again"
+        )
+
+
+def iter_chunks(path: Path, chunk_rows: int, key: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """``path`` (CSV or Parquet) as frames of at most ``chunk_rows`` rows; a CSV's ``key`` columns
+    are read as text (an id such as ``00123`` keeps its zeros, every chunk the same type).
 
     Raises UnreadableBatchError naming the broken rule, as extract does for training batches.
     """
@@ -127,7 +145,9 @@ def iter_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
             raise UnreadableBatchError("readable Parquet", f"{type(exc).__name__}: {exc}") from exc
         return
     try:
-        yield from pd.read_csv(path, encoding="utf-8", chunksize=chunk_rows)
+        yield from pd.read_csv(
+            path, encoding="utf-8", chunksize=chunk_rows, dtype=dict.fromkeys(key or [], str)
+        )
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
         read_batch(path)  # names the rule (encoding, parse error, no header) as extract does
         raise

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from include.ct.batch.inputs import BatchInput, iter_chunks
+from include.ct.batch.inputs import BatchInput, iter_chunks, verify_unchanged
 from include.ct.batch.partitions import (
     MANIFEST,
     batch_spec,
@@ -76,16 +76,16 @@ class ScoringResult:
 
 
 def resolve_champion(config: PipelineConfig) -> ResolvedModel:
-    """The version the ``champion`` alias points at now; NoChampionError before the first promotion."""
-    version = registry.get_champion(config)
-    if version is None:
+    """The version the ``champion`` alias points at now; NoChampionError before the first promotion
+    (a registry that cannot be reached is an error, never "no champion": the task retries)."""
+    number = registry.champion_version_strict(config)
+    if number is None:
         raise NoChampionError(
             f"{config.registered_model_name} has no '{registry.CHAMPION_ALIAS}' yet: nothing scores "
             f"until {config.dag_id} promotes a first model"
         )
-    return ResolvedModel(
-        config.registered_model_name, str(version.version), str(version.run_id), registry.CHAMPION_ALIAS
-    )
+    version = registry.client().get_model_version(config.registered_model_name, number)
+    return ResolvedModel(config.registered_model_name, number, str(version.run_id), registry.CHAMPION_ALIAS)
 
 
 def resolve_challenger(config: PipelineConfig) -> ResolvedModel | None:
@@ -152,7 +152,7 @@ def scored_chunks(
     """(input chunk, scored chunk) for every chunk of every input file, in order."""
     spec = batch_spec(config)
     for name in batch.files:
-        for chunk in iter_chunks(Path(name), spec.chunk_rows):
+        for chunk in iter_chunks(Path(name), spec.chunk_rows, spec.key):
             yield chunk, score_frame(config, served, chunk, metadata)
 
 
@@ -174,6 +174,7 @@ def score_day(
     """
     started = time.perf_counter()
     spec = batch_spec(config)
+    verify_unchanged(batch)
     served = served or load_model(config, model)
     metadata = metadata_of(model, batch, scoring_run_id)
     day = date.fromisoformat(batch.day)
@@ -278,8 +279,9 @@ class _EvidenceLog:
     def tee(
         self, chunks: Iterator[tuple[pd.DataFrame, pd.DataFrame]]
     ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-        from include.ct.batch.evidence import log_pair
+        from include.ct.batch.evidence import clear_evidence, log_pair
 
+        clear_evidence(self.config, self.batch.day)
         for number, (chunk, scored) in enumerate(chunks):
             log_pair(
                 self.config,

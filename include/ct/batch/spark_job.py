@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from include.ct.batch.inputs import BatchInput
+from include.ct.batch.inputs import BatchInput, verify_unchanged
 from include.ct.batch.partitions import (
     MANIFEST,
     batch_spec,
@@ -83,15 +83,26 @@ def output_schema(config: PipelineConfig, served: ServedModel, input_schema: Any
     return spark_types.StructType(fields)
 
 
-def read_input(spark: Any, batch: BatchInput) -> Any:
-    """The day's files as one DataFrame (Parquet as written, CSV with a header and inferred types)."""
+def read_input(spark: Any, batch: BatchInput, key: list[str]) -> Any:
+    """The day's files as one DataFrame: Parquet as written; CSV with a header, inferred types and
+    the key columns as text, as the in-process engine reads them."""
+    from pyspark.sql import types as spark_types
+
     parquet = [name for name in batch.files if name.lower().endswith(".parquet")]
     csv = [name for name in batch.files if name.lower().endswith(".csv")]
     frames = []
     if parquet:
         frames.append(spark.read.parquet(*parquet))
     if csv:
-        frames.append(spark.read.option("header", True).option("inferSchema", True).csv(csv))
+        reader = spark.read.option("header", True)
+        inferred = reader.option("inferSchema", True).csv(csv).schema
+        schema = spark_types.StructType(
+            [
+                spark_types.StructField(f.name, spark_types.StringType(), f.nullable) if f.name in key else f
+                for f in inferred.fields
+            ]
+        )
+        frames.append(reader.schema(schema).csv(csv))
     frame = frames[0]
     for other in frames[1:]:
         frame = frame.unionByName(other, allowMissingColumns=True)
@@ -103,9 +114,10 @@ def run(spark: Any, config: PipelineConfig, request: dict[str, Any]) -> ScoringR
     started = time.perf_counter()
     model = ResolvedModel(**request["model"])
     batch = BatchInput.from_dict(request["input"])
+    verify_unchanged(batch)
     served = load_model(config, model)
     metadata = metadata_of(model, batch, request["scoring_run_id"])
-    frame = read_input(spark, batch)
+    frame = read_input(spark, batch, batch_spec(config).key)
     schema = output_schema(config, served, frame.schema)
     shared = spark.sparkContext.broadcast(served)
 

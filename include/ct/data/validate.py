@@ -401,6 +401,7 @@ def quarantine_batch(config: PipelineConfig, report: BatchReport, source: Path) 
     target = quarantine / name
     if source.exists():
         shutil.move(str(source), target)
+        os.utime(target)  # its age in quarantine (retention.quarantine_days) starts now
     write_json_atomic(quarantine / f"{name}.report.json", asdict(report))
     (quarantine / f"{name}.report.html").write_text(
         validation_report.render(config, [report], f"Quarantined batch {report.file}"), encoding="utf-8"

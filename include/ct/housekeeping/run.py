@@ -116,8 +116,8 @@ def housekeep(
         for removal in files:
             remove_path(removal)
         for removal in surplus:
-            delete_version(config, removal)
-    report.notes.append(mlflow_gc(config.retention.mlflow_gc_days, dry_run=dry_run))
+            delete_version(config, removal, now)
+    report.notes.append(mlflow_gc(config, now, dry_run=dry_run))
     log.info("%s", report.summary())
     return report
 

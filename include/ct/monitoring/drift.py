@@ -92,8 +92,11 @@ def feature_drift(profile: dict[str, Any], frame: pd.DataFrame) -> dict[str, flo
             actual = numeric_shares(values, np.asarray(ref["edges"]), weights)
             scores[name] = psi(np.asarray(ref["shares"]), actual)
         else:
-            weights = row_weights(frame)
-            actual_series = weights.groupby(frame[name].astype(str)).sum() / weights.sum()
+            labels = frame[name].astype(str)  # missing values stay missing, as in the reference
+            weights = row_weights(frame)[labels.notna()]
+            if weights.empty:
+                continue
+            actual_series = weights.groupby(labels[labels.notna()]).sum() / weights.sum()
             categories = sorted(set(ref["shares"]) | {str(k) for k in actual_series.index})
             expected = np.array([ref["shares"].get(c, 0.0) for c in categories])
             actual_shares = {str(k): float(v) for k, v in actual_series.items()}

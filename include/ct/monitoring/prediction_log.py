@@ -54,6 +54,8 @@ class _Entry:
 
 SERVED = "served"
 SHADOW = "shadow"
+BATCH = "batch"  # batch scoring's dual-scoring evidence: for the online decision, not for monitoring
+BATCH_PREFIX = "part-batch-"  # its files, replaced by each re-run of their day and never compacted
 SAMPLE_WEIGHT = "sample_weight"  # 1/share of the records logged (monitoring.log_sample)
 
 
@@ -190,6 +192,9 @@ READ_ATTEMPTS = 5
 def day_files(day: Path) -> list[Path]:
     """The files a reader reads in one day folder: committed compactions, and the flushed files
     no committed compaction covers (a file listed in a manifest is read through its compaction)."""
+    # Flushed files first, manifests second: a compaction committed in between is then seen
+    # through its manifest, whose sources were listed and are skipped (the other order misses it).
+    flushed = sorted(day.glob("part-*.parquet"))
     covered: set[str] = set()
     committed: list[Path] = []
     for manifest in sorted(day.glob(f"{COMPACTION_MANIFEST_PREFIX}*.json")):
@@ -197,10 +202,13 @@ def day_files(day: Path) -> list[Path]:
             record = json.loads(manifest.read_text())
         except (OSError, ValueError):
             continue  # removed with its day meanwhile
-        covered.update(record["sources"])
+        sources = set(record["sources"])
+        if sources & covered:
+            log.error("%s repeats files another compaction covers: ignored", manifest)
+            continue
+        covered |= sources
         committed.append(day / record["file"])
-    parts = [path for path in sorted(day.glob("part-*.parquet")) if path.name not in covered]
-    return committed + parts
+    return committed + [path for path in flushed if path.name not in covered]
 
 
 def day_folders(pipeline: str, root: Path | None = None, since: datetime | None = None) -> list[Path]:
@@ -219,7 +227,8 @@ def read_prediction_log(
 ) -> pd.DataFrame:
     """Every logged prediction of ``pipeline`` (optionally since a time), oldest first.
 
-    Only the answers clients got, unless ``shadow`` also asks for the predictions scored beside them.
+    Only the answers clients got, unless ``shadow`` also asks for the predictions scored beside them
+    and batch scoring's evidence.
     A compaction committed while reading makes a listed file vanish: the day is listed again.
     """
     import pandas as pd
@@ -245,5 +254,5 @@ def read_prediction_log(
         frame[SAMPLE_WEIGHT] = 1.0
     frame[SAMPLE_WEIGHT] = frame[SAMPLE_WEIGHT].fillna(1.0)
     if not shadow and "role" in frame.columns:  # logs written before roles hold served rows only
-        frame = frame[frame["role"] != SHADOW]
+        frame = frame[~frame["role"].isin([SHADOW, BATCH])]
     return frame.sort_values("predicted_at", kind="stable").reset_index(drop=True)

@@ -217,7 +217,8 @@ class DeployModelOperator(PipelineOperator):
                 f"version {version} was rolled back in online validation, the champion stays: "
                 f"{decision.reason}"
             )
-        announce_champion(context, config, version, f"promoted after online validation: {decision.reason}")
+        if outcome["action"] == "promote":
+            announce_champion(context, config, version, f"promoted after online validation: {decision.reason}")
         return {**outcome, "reason": decision.reason}
 
 
