@@ -218,7 +218,9 @@ class DeployModelOperator(PipelineOperator):
                 f"{decision.reason}"
             )
         if outcome["action"] == "promote":
-            announce_champion(context, config, version, f"promoted after online validation: {decision.reason}")
+            announce_champion(
+                context, config, version, f"promoted after online validation: {decision.reason}"
+            )
         return {**outcome, "reason": decision.reason}
 
 
