@@ -334,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--batch-rows", type=int, default=500)
-    parser.add_argument("--files-per-hour", type=int, default=12)
-    parser.add_argument("--rows-per-file", type=int, default=20)
+    parser.add_argument("--files-per-hour", type=int, default=6)
+    parser.add_argument("--rows-per-file", type=int, default=40)
     parser.add_argument("--train-every", type=int, default=30)
     args = parser.parse_args(argv)
     import logging

@@ -138,7 +138,8 @@ def iter_chunks(path: Path, chunk_rows: int, key: list[str] | None = None) -> It
         import pyarrow.parquet as pq
 
         try:
-            parquet = pq.ParquetFile(path)
+            # pre_buffer reads ahead across row groups: memory then grows with the file's size
+            parquet = pq.ParquetFile(path, pre_buffer=False)
             for batch in parquet.iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
