@@ -1,4 +1,5 @@
-# The README's commands. Everything installs into .venv from requirements.lock.
+# The README's commands. Everything installs into .venv from requirements-spark.lock
+# (requirements.lock, which the image takes, plus PySpark for batch scoring on Spark).
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -21,7 +22,7 @@ help:
 	@echo "make bench  run every benchmark -> bench/report.md (bench-quick: a smoke run)"
 	@echo "make simulate  replay DAYS (60) of drifting data through the real pipeline -> bench/simulation.md"
 	@echo "make simulate-fast  every deployment policy on the same stream, library calls -> bench/simulation-fast/"
-	@echo "make lock   re-resolve requirements.txt into requirements.lock"
+	@echo "make lock   re-resolve requirements.txt (+ requirements-spark.txt) into the lock files"
 	@echo "make env    write .env for docker compose with fresh secrets"
 	@echo "make image  build the project image airflow-ct:latest (BASE_IMAGE=... to change the base)"
 	@echo "make compose-e2e  start docker-compose.yaml for real and run the churn pipeline through it"

@@ -48,12 +48,9 @@ def _land(config: PipelineConfig, day: date, rows: int = 1000, parts: int = 2, s
     paths = []
     size = -(-rows // parts)
     for index, part in enumerate(frame.iloc[i : i + size] for i in range(0, rows, size)):
-        path = folder / f"part{index}.{'csv' if index % 2 else 'parquet'}"
-        if path.suffix == ".csv":
-            part.to_csv(path, index=False)
-        else:
-            part.to_parquet(path, index=False)
-        paths.append(path)
+        paths.append(
+            datagen.write_atomically(part, folder / f"part{index}.{'csv' if index % 2 else 'parquet'}")
+        )
     return paths
 
 

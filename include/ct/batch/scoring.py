@@ -69,7 +69,6 @@ class ScoringResult:
     output: str
     files: int
     seconds: float
-    role: str = "champion"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
