@@ -32,6 +32,7 @@ HEAVY_MODULES = (
     "sklearn.metrics",
     "mlflow",
     "mlflow.sklearn",
+    "skops.io",  # the models' format: train saves, evaluate and deploy load through it
     "great_expectations",
     "matplotlib.pyplot",
 )
