@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import machine, write_result
+from testbed.services import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = "churn"
@@ -119,12 +119,6 @@ def summarize(
 
 
 # --- the model and the two servers ----------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
