@@ -11,7 +11,7 @@ from datetime import timedelta
 from airflow.sdk import DAG, Param, task
 
 from ct_airflow.operators.housekeeping import AirflowDbCleanOperator, HousekeepingOperator
-from include.ct.config import PipelineConfig, iter_pipeline_configs
+from include.ct.config import PipelineConfig, pipeline_configs
 
 HOUSEKEEPING_DOC = """
 ### Housekeeping
@@ -76,6 +76,5 @@ def build_housekeeping_dag(configs: list[PipelineConfig]) -> DAG:
     return dag
 
 
-ct_housekeeping = build_housekeeping_dag(
-    [loaded for _, loaded in iter_pipeline_configs() if isinstance(loaded, PipelineConfig)]
-)
+# one pass per pipeline name: a config in CT_PIPELINES_DIR replaces a bundled one of the same name
+ct_housekeeping = build_housekeeping_dag(list(pipeline_configs().values()))

@@ -204,3 +204,20 @@ def test_housekeeping_dag_runs_daily_per_pipeline_then_cleans_airflow_metadata(d
     dag.params.validate()
     assert dag.params["dry_run"] is False
     assert [link.name for link in dag.get_task("housekeep_churn").operator_extra_links] == ["MLflow run"]
+
+
+def test_a_config_in_the_pipelines_dir_replaces_the_bundled_one_in_every_dag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from testbed.services import copy_config
+
+    copy_config(REPO_ROOT / "include/pipelines/churn.yaml", tmp_path, **{"owner: mlops": "owner: churn-team"})
+    monkeypatch.setenv("CT_PIPELINES_DIR", str(tmp_path))
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    assert bag.import_errors == {}
+    assert bag.dags["ct_churn"].owner == "churn-team"
+    housekeeping = bag.dags["ct_housekeeping"]
+    assert [t for t in housekeeping.task_ids if t == "housekeep_churn"] == ["housekeep_churn"]
+    assert housekeeping.get_task("housekeep_churn").owner == "churn-team"
