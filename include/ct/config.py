@@ -333,6 +333,15 @@ class BatchSpec(_Strict):
     chunk_rows: int = Field(
         default=100_000, ge=100, description="rows read, validated and scored at a time (in_process)"
     )
+    input_wait_minutes: float = Field(
+        default=0,
+        ge=0,
+        description="how long a run waits for its interval's input to land before it skips "
+        "(0: skip at once); the wait is deferred to the triggerer and holds no worker slot",
+    )
+    input_poll_seconds: float = Field(
+        default=60, gt=0, description="how often a waiting run looks for its input again"
+    )
     dual_scoring: bool | None = Field(
         default=None,
         description="while a challenger is staged for online validation, score each batch with it too "

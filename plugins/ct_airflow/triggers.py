@@ -3,7 +3,8 @@
 ``NewBatchTrigger`` (files in the landing zone) and ``NewRowsTrigger`` (rows in a SQL source
 table) are event triggers: attached to an Asset through an ``AssetWatcher`` they turn each
 arrival into an Asset event, which schedules ``ct_<name>``. The logic is in ``include.ct.data.arrival``.
-``OnlineValidationTrigger`` waits for the online decision on a staged challenger.
+``OnlineValidationTrigger`` waits for the online decision on a staged challenger;
+``BatchInputTrigger`` for a batch day's late input.
 """
 
 from __future__ import annotations
@@ -174,3 +175,46 @@ class OnlineValidationTrigger(BaseTrigger):
                         return
                     log.info("%s v%s: %s", self.pipeline, self.version, decision.reason)
                 await asyncio.sleep(self.guardrail_seconds)
+
+
+class BatchInputTrigger(BaseTrigger):
+    """Waits for one batch day's input until ``deadline`` (ISO 8601, with its time zone).
+
+    With ``source: files`` it fires as soon as a finished file is in the day's folder; with
+    ``source: sql`` after ``poll_seconds``, for the task to run the day's query again. Either way
+    it fires at the deadline at the latest, and its event carries the deadline, so the task knows
+    when to stop waiting.
+    """
+
+    def __init__(self, pipeline: str, day: str, deadline: str, poll_seconds: float = 60.0) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+        self.day = day
+        self.deadline = deadline
+        self.poll_seconds = poll_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "ct_airflow.triggers.BatchInputTrigger",
+            {
+                "pipeline": self.pipeline,
+                "day": self.day,
+                "deadline": self.deadline,
+                "poll_seconds": self.poll_seconds,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from datetime import UTC, date, datetime
+
+        from include.ct.batch.inputs import day_files
+        from include.ct.config import find_pipeline_config
+
+        config = await asyncio.to_thread(find_pipeline_config, self.pipeline)
+        day, until = date.fromisoformat(self.day), datetime.fromisoformat(self.deadline)
+        watch_files = config.batch is not None and config.batch.source.type == "files"
+        while (left := (until - datetime.now(UTC)).total_seconds()) > 0:
+            await asyncio.sleep(min(self.poll_seconds, left))
+            if not watch_files or await asyncio.to_thread(day_files, config, day):
+                break
+        yield TriggerEvent({"deadline": self.deadline})

@@ -7,6 +7,8 @@ a rejected challenger, broken batches, then a good batch that trains again.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from mlflow import MlflowClient
 from include.ct.batch.partitions import output_root
 from include.ct.config import find_pipeline_config
 from include.ct.storage import pipeline_paths
-from testbed.services import MlflowServer
+from testbed.services import REPO_ROOT, MlflowServer, copy_config
 from tests.helpers.airflow_runs import run_dag
 from tools import datagen
 
@@ -190,6 +192,39 @@ def test_a_bad_day_to_score_is_quarantined_and_nothing_is_scored(env: MlflowClie
     assert (result.tasks["validate"], result.tasks["score"]) == ("failed", "upstream_failed")
     assert not bad.exists() and (pipeline_paths(config).quarantine / bad.name).exists()
     assert not (output_root(config) / "date=2026-12-03").exists()
+
+
+WAIT_20_SECONDS = "  input_wait_minutes: 0.34\n  input_poll_seconds: 1\n"
+
+
+def test_a_late_day_to_score_is_waited_for_and_a_missing_one_skipped_after_the_wait(
+    env: MlflowClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the bundled churn pipeline, waiting up to 20 s for its input and looking every second
+    copy_config(
+        REPO_ROOT / "include" / "pipelines" / "churn.yaml",
+        tmp_path / "pipelines",
+        **{"  engine: in_process": f"  engine: in_process\n{WAIT_20_SECONDS}"},
+    )
+    monkeypatch.setenv("CT_PIPELINES_DIR", str(tmp_path / "pipelines"))
+    config = find_pipeline_config("churn")
+    assert config.batch is not None and config.batch.input_wait_minutes == 0.34
+    lands = threading.Timer(
+        3.0, datagen.write_scoring_day, args=(config, date(2026, 12, 5)), kwargs={"rows": 200}
+    )
+    lands.start()
+    try:
+        late = run_dag("ct_churn_batch", {"date": "2026-12-05"})
+    finally:
+        lands.join()
+    assert set(late.tasks.values()) == {"success"}, late.tasks
+    assert late.xcom["score"]["rows"] == 200
+
+    started = time.monotonic()
+    missing = run_dag("ct_churn_batch", {"date": "2026-12-06"})
+    assert (missing.tasks["locate"], missing.tasks["score"]) == ("skipped", "skipped")
+    assert time.monotonic() - started >= 20  # it waited for the whole deadline, then skipped
+    assert not (output_root(config) / "date=2026-12-06").exists()
 
 
 def champion_events() -> list[dict[str, object]]:

@@ -46,6 +46,11 @@ class BatchInput:
         return cls(**payload)
 
 
+def day_files(config: PipelineConfig, day: date) -> list[Path]:
+    """The finished files in the day's input folder (``source: files``), partial uploads left out."""
+    return batch_files(input_root(config) / partition_name(day))
+
+
 def locate_input(config: PipelineConfig, day: date, engine: Any = None) -> BatchInput:
     """The day's input: its date folder (files) or its SQL window landed as Parquet (``engine``).
 
@@ -59,7 +64,7 @@ def locate_input(config: PipelineConfig, day: date, engine: Any = None) -> Batch
         where = f"{spec.source.conn_id}: rows in {partition_name(day)}"
     else:
         folder = input_root(config) / partition_name(day)
-        files = batch_files(folder)
+        files = day_files(config, day)
         if not files:
             raise NoInputError(f"no *.csv or *.parquet file in {folder}")
         where = str(folder)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,9 @@ class ResolveModelOperator(BatchPipelineOperator):
 class LocateBatchOperator(BatchPipelineOperator):
     """Find the day's input (its date folder, or its SQL window landed as Parquet) and hash it.
 
+    A missing input is waited for up to ``batch.input_wait_minutes``, deferred between looks;
+    then the task skips with the reason.
+
     :param resolved: the resolve task's result (``resolve.output``): the day and the version.
     """
 
@@ -111,8 +115,15 @@ class LocateBatchOperator(BatchPipelineOperator):
         self.resolved = resolved
 
     def execute(self, context: Context) -> dict[str, Any]:
+        wait = timedelta(minutes=self.load_config().batch.input_wait_minutes)
+        return self.look_for_input(context, {"deadline": (datetime.now(UTC) + wait).isoformat()})
+
+    def look_for_input(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Locate the day's input; while it is missing and ``event["deadline"]`` has not passed,
+        defer to ``BatchInputTrigger`` and look again, so a late input is scored, not skipped."""
         from datetime import date
 
+        from ct_airflow.triggers import BatchInputTrigger
         from include.ct.batch.inputs import NoInputError, locate_input
 
         config = self.load_config()
@@ -123,7 +134,18 @@ class LocateBatchOperator(BatchPipelineOperator):
         try:
             batch = locate_input(config, date.fromisoformat(self.resolved["day"]), engine)
         except NoInputError as exc:
-            raise AirflowSkipException(f"Nothing to score: {exc}") from exc
+            deadline = event["deadline"]
+            if datetime.now(UTC) >= datetime.fromisoformat(deadline):
+                waited = config.batch.input_wait_minutes
+                after = f" after waiting {waited:g} min" if waited else ""
+                raise AirflowSkipException(f"Nothing to score{after}: {exc}") from exc
+            self.log.info("No input yet (%s); waiting for it until %s", exc, deadline)
+            self.defer(
+                trigger=BatchInputTrigger(
+                    config.name, self.resolved["day"], deadline, config.batch.input_poll_seconds
+                ),
+                method_name="look_for_input",
+            )
         return batch.to_dict()
 
 
