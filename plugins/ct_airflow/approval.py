@@ -55,7 +55,7 @@ class DeployApprovalOperator(ApprovalOperator):
 
     def _record(self, decision: str, reason: str) -> None:
         from include.ct.config import find_pipeline_config
-        from include.ct.registry.deploy import DECISION, DECISION_REASON
+        from include.ct.registry.deploy import decision_tags
         from include.ct.registry.registry import set_version_tags
         from include.ct.registry.staging import unstage
 
@@ -63,7 +63,7 @@ class DeployApprovalOperator(ApprovalOperator):
         version = str(self.registered["version"])
         tags = {"ct.approval": reason}
         if decision != "approved":
-            tags.update({DECISION: decision, DECISION_REASON: reason})
+            tags.update(decision_tags(decision, reason))
             unstage(config, version)  # loaded for its infra check only: the service drops it
         set_version_tags(config, version, tags)
         self.log.info("deployment of version %s: %s", version, reason)

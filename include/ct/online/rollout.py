@@ -20,10 +20,12 @@ from include.ct.registry import registry, staging
 from include.ct.registry.deploy import (
     DECISION,
     DECISION_REASON,
+    REASON_CHARS,
     UNDEPLOYABLE,
     DeploymentError,
     InfraValidationError,
     ServiceClient,
+    decision_tags,
     deploy_version,
     wait_for_challenger,
 )
@@ -85,7 +87,7 @@ def stage_version(
             config,
             version,
             f"rejected_infra: {exc}",
-            {DECISION: "rejected_infra", DECISION_REASON: str(exc)[:5000], staging.STATUS: "rejected_infra"},
+            {**decision_tags("rejected_infra", str(exc)), staging.STATUS: "rejected_infra"},
         )
         service.reload(config.name)
         raise OnlineValidationError(str(exc)) from exc
@@ -149,10 +151,9 @@ def carry_out(
             version,
             f"rejected_online: {decision.reason}",
             {
+                **decision_tags("rejected_online", decision.reason),
                 staging.STATUS: "rejected_online",
-                staging.REASON: decision.reason[:5000],
-                DECISION: "rejected_online",
-                DECISION_REASON: decision.reason[:5000],
+                staging.REASON: decision.reason[:REASON_CHARS],
             },
         )
         staging.unstage(config)

@@ -34,6 +34,12 @@ DECISION_REASON = f"{registry.TAG_PREFIX}decision_reason"
 ROLLED_BACK_TO = f"{registry.TAG_PREFIX}rolled_back_to"
 DEPLOY_CHECKS = f"{registry.TAG_PREFIX}deploy_checks"
 UNDEPLOYABLE = ("rejected_infra", "rolled_back", "rejected_by_reviewer", "rejected_online")
+REASON_CHARS = 5000  # MLflow's limit on a tag value
+
+
+def decision_tags(decision: str, reason: str) -> dict[str, str]:
+    """The version tags that record a decision on it (``rejected_infra``, ``rolled_back``, ...) and why."""
+    return {DECISION: decision, DECISION_REASON: reason[:REASON_CHARS]}
 
 
 class InfraValidationError(Exception):
@@ -138,8 +144,7 @@ def register_candidate(
         **lineage.tags(),
         **registry.lineage_tags_of_run(run_id),  # the version shows the data it was trained on
         "ct.promoted_by_run_id": lineage.run_id,
-        DECISION: "promote",
-        DECISION_REASON: decision[:5000],
+        **decision_tags("promote", decision),
     }
     version = str(registry.register_version(config, run_id, tags).version)
     champion = registry.get_champion(config)
@@ -149,9 +154,7 @@ def register_candidate(
         else:
             check = infra_validate(config, version, test_path)
     except InfraValidationError as exc:
-        registry.set_version_tags(
-            config, version, {DECISION: "rejected_infra", DECISION_REASON: str(exc)[:5000]}
-        )
+        registry.set_version_tags(config, version, decision_tags("rejected_infra", str(exc)))
         raise
     log.info("version %s passed infra validation: %s", version, check)
     return RegisteredCandidate(
@@ -440,11 +443,7 @@ def restore_previous(
     registry.set_version_tags(
         config,
         failed,
-        {
-            DECISION: "rolled_back",
-            DECISION_REASON: problem[:5000],
-            ROLLED_BACK_TO: previous or "",
-        },
+        {**decision_tags("rolled_back", problem), ROLLED_BACK_TO: previous or ""},
     )
     log.error("rolled champion back from %s to %s: %s", failed, previous or "(none)", problem)
     if service is not None and previous:
@@ -475,11 +474,7 @@ def rollback_champion(
     registry.set_version_tags(
         config,
         str(current.version),
-        {
-            DECISION: "rolled_back",
-            DECISION_REASON: f"manual rollback: {reason}"[:5000],
-            ROLLED_BACK_TO: str(target),
-        },
+        {**decision_tags("rolled_back", f"manual rollback: {reason}"), ROLLED_BACK_TO: str(target)},
     )
     log.warning("manual rollback of %s: %s -> %s (%s)", config.name, current.version, target, reason)
     served = None
