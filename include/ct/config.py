@@ -336,11 +336,16 @@ class BatchSpec(_Strict):
     input_wait_minutes: float = Field(
         default=0,
         ge=0,
-        description="how long a run waits for its interval's input to land before it skips "
-        "(0: skip at once); the wait is deferred to the triggerer and holds no worker slot",
+        le=7 * 24 * 60,
+        description="how long after the run started it waits for its interval's input before it "
+        "skips (0: skip at once); the wait is deferred to the triggerer",
     )
     input_poll_seconds: float = Field(
-        default=60, gt=0, description="how often a waiting run looks for its input again"
+        default=60,
+        ge=1,
+        le=3600,
+        description="how often a waiting run looks for its input; files count once they stay "
+        "unchanged for one look",
     )
     dual_scoring: bool | None = Field(
         default=None,
@@ -626,11 +631,16 @@ def iter_pipeline_configs() -> Iterator[tuple[Path, PipelineConfig | ConfigError
 
 
 def pipeline_configs() -> dict[str, PipelineConfig]:
-    """The valid configs by name; as for the DAGs, a config in ``CT_PIPELINES_DIR`` replaces a
-    bundled one of the same name."""
-    return {
-        loaded.name: loaded for _, loaded in iter_pipeline_configs() if isinstance(loaded, PipelineConfig)
-    }
+    """The valid configs by name. As for the DAGs and ``find_pipeline_config``, the last folder
+    wins: a config in ``CT_PIPELINES_DIR`` replaces a bundled one of the same name, and a broken
+    one (named by its file) leaves that name out rather than fall back to the bundled config."""
+    configs: dict[str, PipelineConfig] = {}
+    for path, loaded in iter_pipeline_configs():
+        if isinstance(loaded, PipelineConfig):
+            configs[loaded.name] = loaded
+        else:
+            configs.pop(path.stem, None)
+    return configs
 
 
 def find_pipeline_config(name: str) -> PipelineConfig:

@@ -180,10 +180,10 @@ class OnlineValidationTrigger(BaseTrigger):
 class BatchInputTrigger(BaseTrigger):
     """Waits for one batch day's input until ``deadline`` (ISO 8601, with its time zone).
 
-    With ``source: files`` it fires as soon as a finished file is in the day's folder; with
-    ``source: sql`` after ``poll_seconds``, for the task to run the day's query again. Either way
-    it fires at the deadline at the latest, and its event carries the deadline, so the task knows
-    when to stop waiting.
+    With ``source: files`` it fires once the day's folder has files that stayed unchanged between
+    two looks ``poll_seconds`` apart (a day uploaded as several files is taken whole); with
+    ``source: sql`` after each ``poll_seconds``, for the task to run the day's query again. At the
+    deadline it fires with ``last_look``: the task looks once more, then skips.
     """
 
     def __init__(self, pipeline: str, day: str, deadline: str, poll_seconds: float = 60.0) -> None:
@@ -207,14 +207,20 @@ class BatchInputTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from datetime import UTC, date, datetime
 
-        from include.ct.batch.inputs import day_files
+        from include.ct.batch.inputs import day_files_state
         from include.ct.config import find_pipeline_config
 
         config = await asyncio.to_thread(find_pipeline_config, self.pipeline)
         day, until = date.fromisoformat(self.day), datetime.fromisoformat(self.deadline)
         watch_files = config.batch is not None and config.batch.source.type == "files"
+        seen = await asyncio.to_thread(day_files_state, config, day) if watch_files else ()
         while (left := (until - datetime.now(UTC)).total_seconds()) > 0:
             await asyncio.sleep(min(self.poll_seconds, left))
-            if not watch_files or await asyncio.to_thread(day_files, config, day):
+            if not watch_files:
                 break
-        yield TriggerEvent({"deadline": self.deadline})
+            files = await asyncio.to_thread(day_files_state, config, day)
+            if files and files == seen:
+                break
+            seen = files
+        last_look = datetime.now(UTC) >= until
+        yield TriggerEvent({"deadline": self.deadline, "last_look": last_look})

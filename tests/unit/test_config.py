@@ -10,10 +10,12 @@ import yaml
 from include.ct.config import (
     BUNDLED_PIPELINES_DIR,
     ConfigError,
+    find_pipeline_config,
     load_pipeline_config,
     metric_higher_is_better,
     parse_yaml,
     pipeline_config_paths,
+    pipeline_configs,
 )
 
 CHURN = BUNDLED_PIPELINES_DIR / "churn.yaml"
@@ -90,6 +92,19 @@ def test_pipelines_dir_adds_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     extra = write(tmp_path, name="other")
     monkeypatch.setenv("CT_PIPELINES_DIR", str(tmp_path))
     assert pipeline_config_paths() == [CHURN, extra]
+
+
+def test_a_config_in_the_pipelines_dir_replaces_the_bundled_one_and_a_broken_one_leaves_its_name_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CT_PIPELINES_DIR", str(tmp_path))
+    write(tmp_path, owner="churn-team").rename(tmp_path / "churn.yaml")
+    assert pipeline_configs()["churn"].owner == "churn-team"
+    assert find_pipeline_config("churn").owner == "churn-team"
+    (tmp_path / "churn.yaml").write_text("name: churn\nmetric: [broken\n")
+    assert "churn" not in pipeline_configs()  # not the bundled churn in its place
+    with pytest.raises(ConfigError):
+        find_pipeline_config("churn")
 
 
 def test_metric_directions() -> None:

@@ -51,6 +51,12 @@ def day_files(config: PipelineConfig, day: date) -> list[Path]:
     return batch_files(input_root(config) / partition_name(day))
 
 
+def day_files_state(config: PipelineConfig, day: date) -> tuple[tuple[str, int, int], ...]:
+    """Name, size and modification time of each of the day's files: equal at two looks, the
+    day's upload has settled."""
+    return tuple((path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in day_files(config, day))
+
+
 def locate_input(config: PipelineConfig, day: date, engine: Any = None) -> BatchInput:
     """The day's input: its date folder (files) or its SQL window landed as Parquet (``engine``).
 

@@ -34,7 +34,7 @@ DECISION_REASON = f"{registry.TAG_PREFIX}decision_reason"
 ROLLED_BACK_TO = f"{registry.TAG_PREFIX}rolled_back_to"
 DEPLOY_CHECKS = f"{registry.TAG_PREFIX}deploy_checks"
 UNDEPLOYABLE = ("rejected_infra", "rolled_back", "rejected_by_reviewer", "rejected_online")
-REASON_CHARS = 5000  # MLflow's limit on a tag value
+REASON_CHARS = 5000  # this project's cap on a reason tag: the registry UI stays readable
 
 
 def decision_tags(decision: str, reason: str) -> dict[str, str]:

@@ -115,8 +115,10 @@ class LocateBatchOperator(BatchPipelineOperator):
         self.resolved = resolved
 
     def execute(self, context: Context) -> dict[str, Any]:
-        wait = timedelta(minutes=self.load_config().batch.input_wait_minutes)
-        return self.look_for_input(context, {"deadline": (datetime.now(UTC) + wait).isoformat()})
+        # counted from the run's start, so a retry of this task does not start the wait again
+        started = context["dag_run"].start_date or datetime.now(UTC)
+        deadline = started + timedelta(minutes=self.load_config().batch.input_wait_minutes)
+        return self.look_for_input(context, {"deadline": deadline.isoformat(), "last_look": False})
 
     def look_for_input(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Locate the day's input; while it is missing and ``event["deadline"]`` has not passed,
@@ -134,17 +136,19 @@ class LocateBatchOperator(BatchPipelineOperator):
         try:
             batch = locate_input(config, date.fromisoformat(self.resolved["day"]), engine)
         except NoInputError as exc:
-            deadline = event["deadline"]
-            if datetime.now(UTC) >= datetime.fromisoformat(deadline):
+            deadline = datetime.fromisoformat(event["deadline"])
+            now = datetime.now(UTC)
+            if event.get("last_look") or now >= deadline:
                 waited = config.batch.input_wait_minutes
                 after = f" after waiting {waited:g} min" if waited else ""
                 raise AirflowSkipException(f"Nothing to score{after}: {exc}") from exc
-            self.log.info("No input yet (%s); waiting for it until %s", exc, deadline)
+            poll = config.batch.input_poll_seconds
+            self.log.info("No input yet (%s); waiting for it until %s", exc, event["deadline"])
             self.defer(
-                trigger=BatchInputTrigger(
-                    config.name, self.resolved["day"], deadline, config.batch.input_poll_seconds
-                ),
+                trigger=BatchInputTrigger(config.name, self.resolved["day"], event["deadline"], poll),
                 method_name="look_for_input",
+                # a triggerer that is down fails the task instead of keeping it deferred for ever
+                timeout=deadline - now + timedelta(seconds=poll + 300),
             )
         return batch.to_dict()
 
