@@ -98,7 +98,8 @@ def build_batch_dag(config: PipelineConfig) -> DAG:
             pipeline=config.name,
             date="{{ params.date }}",
             doc_md="Choose the day and resolve `champion` to a version, once for the run; without a "
-            "champion yet, skip with the reason.",
+            "champion yet, or when the champion Asset event that started the run names no new "
+            "version, skip with the reason.",
         )
         locate = LocateBatchOperator(
             task_id="locate",

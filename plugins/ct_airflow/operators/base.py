@@ -65,6 +65,15 @@ def announce_champion(context: Context, config: Any, version: str, reason: str) 
     }
 
 
+def announced_champions(context: Context) -> list[str] | None:
+    """The versions the champion Asset events that started this run announced; None for a run no
+    Asset event started. A deploy that only staged a challenger announces none."""
+    events = [event for events in (context.get("triggering_asset_events") or {}).values() for event in events]
+    if not events:
+        return None
+    return [str(version) for event in events if (version := (event.extra or {}).get("version"))]
+
+
 class PipelineOperator(BaseOperator):
     """A task of one pipeline, whose config it loads by name at run time.
 

@@ -17,7 +17,7 @@ from airflow.sdk import BaseHook, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ct_airflow.links import MlflowModelVersionLink, ValidationReportLink, set_link
-from ct_airflow.operators.base import PipelineOperator, Upstream, trigger_of
+from ct_airflow.operators.base import PipelineOperator, Upstream, announced_champions, trigger_of
 
 # Handed to the Spark job: where the library, its configs, its data and MLflow are.
 SPARK_JOB_ENVIRONMENT = (
@@ -47,8 +47,9 @@ class ResolveModelOperator(BatchPipelineOperator):
     """Decide the day this run scores and resolve the ``champion`` alias to a version, once.
 
     Every later task uses that version, so a promotion during the run takes effect at the next
-    run. Without a champion yet the run is skipped with the reason. While a challenger is staged
-    for online validation (and ``batch.dual_scoring``), it is resolved too.
+    run. Without a champion yet the run is skipped with the reason, as is a run started by a
+    champion Asset event that names no new version (a deploy that staged a challenger). While a
+    challenger is staged for online validation (and ``batch.dual_scoring``), it is resolved too.
 
     :param date: the day to score, ``YYYY-MM-DD`` (templated); empty: the data interval's day, or
         the last complete day for runs without an interval.
@@ -70,6 +71,11 @@ class ResolveModelOperator(BatchPipelineOperator):
         config = self.load_config()
         kind, reason = trigger_of(context)
         self.log.info("Run triggered by %s: %s", kind, reason)
+        if announced_champions(context) == []:
+            raise AirflowSkipException(
+                "The champion did not change: the champion Asset event that started this run names "
+                "no new version (its deploy staged a challenger for online validation instead)"
+            )
         requested = str(self.date or "").strip()
         day = score_date(
             None if requested in ("", "None") else requested,
