@@ -106,8 +106,8 @@ def build_batch_dag(config: PipelineConfig) -> DAG:
             pipeline=config.name,
             resolved=resolve.output,
             doc_md="Find the day's input (or land its SQL window as Parquet) and hash it: the "
-            "input's data version. No input: wait for it up to `batch.input_wait_minutes` (deferred, "
-            "no worker slot held), then skip with the reason.",
+            "input's data version. No input: wait for it up to `batch.input_wait_minutes` (deferred "
+            "between looks), then skip with the reason.",
         )
         validate = ValidateBatchOperator(
             task_id="validate",
