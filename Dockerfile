@@ -48,6 +48,8 @@ ENV PATH=/opt/ct/venv/bin:$PATH \
     MPLBACKEND=Agg \
     MPLCONFIGDIR=/tmp/matplotlib \
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false \
+    MLFLOW_DISABLE_TELEMETRY=true \
+    DO_NOT_TRACK=true \
     GX_ANALYTICS_ENABLED=false
 USER airflow
 WORKDIR /opt/airflow

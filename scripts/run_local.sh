@@ -28,6 +28,8 @@ export CT_DATA_DIR=${CT_DATA_DIR:-$ROOT/data}
 export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
 export CT_MLFLOW_UI_URL=${CT_MLFLOW_UI_URL:-http://localhost:$MLFLOW_PORT}
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
+# No usage data leaves the machine: MLflow's and GX's telemetry are off.
+export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 export GX_ANALYTICS_ENABLED=false
 mkdir -p "$RUN_DIR/mlflow" "$AIRFLOW_HOME" "$CT_DATA_DIR"
 

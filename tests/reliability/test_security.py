@@ -3,8 +3,10 @@ and the prediction service loads models only from the configured registry."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -49,6 +51,47 @@ def test_no_secret_is_committed(reliability: Ledger) -> None:
     assert ignored.returncode == 0, ".env must be git-ignored"
     reliability.record(
         "security", "no secret in the repository", f"{len(files)} tracked files scanned", inputs=len(files)
+    )
+
+
+TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "GX_ANALYTICS_ENABLED": "false"}
+MLFLOW_TELEMETRY_DISABLED = (
+    "from mlflow.telemetry.utils import is_telemetry_disabled; print(is_telemetry_disabled())"
+)
+
+
+def _literal_settings(text: str, assignment: str) -> dict[str, str]:
+    """NAME=value pairs with literal values found in `assignment` statements (ENV, export)."""
+    pairs: dict[str, str] = {}
+    for statement in re.findall(rf"^\s*{assignment}\s+((?:.*\\\n)*.*)$", text, flags=re.MULTILINE):
+        for name, value in re.findall(r"([A-Z_][A-Z0-9_]*)=([^\s\\$]+)", statement):
+            pairs[name] = value.strip("'\"")
+    return pairs
+
+
+def _mlflow_telemetry_disabled(settings: dict[str, str]) -> bool:
+    """What MLflow decides outside CI and pytest (which switch its telemetry off by themselves)."""
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **settings}
+    answer = subprocess.run(
+        [sys.executable, "-c", MLFLOW_TELEMETRY_DISABLED], env=env, capture_output=True, text=True, check=True
+    )
+    return answer.stdout.strip() == "True"
+
+
+def test_no_usage_data_leaves_a_deployment(reliability: Ledger) -> None:
+    """The image (compose, Helm), the Helm values and `make run` switch MLflow's and GX's telemetry off."""
+    helm_env = yaml.safe_load((REPO_ROOT / "deploy/helm/values.yaml").read_text())["env"]
+    sources = {
+        "Dockerfile": _literal_settings((REPO_ROOT / "Dockerfile").read_text(), "ENV"),
+        "scripts/run_local.sh": _literal_settings((REPO_ROOT / "scripts/run_local.sh").read_text(), "export"),
+        "deploy/helm/values.yaml": {item["name"]: str(item["value"]) for item in helm_env if "value" in item},
+    }
+    for source, settings in sources.items():
+        assert {name: settings.get(name) for name in TELEMETRY_OFF} == TELEMETRY_OFF, source
+        assert _mlflow_telemetry_disabled({name: settings[name] for name in TELEMETRY_OFF}), source
+    assert not _mlflow_telemetry_disabled({}), "MLflow's default is on: without it this check proves nothing"
+    reliability.record(
+        "security", "no usage data sent out", f"MLflow and GX telemetry off in {', '.join(sources)}"
     )
 
 
