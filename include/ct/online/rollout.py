@@ -114,6 +114,22 @@ def assess(
     return decide(config, staged, service_status, evidence, now or datetime.now(UTC))
 
 
+def settled_outcome(config: PipelineConfig, version: str) -> dict[str, Any] | None:
+    """How online validation of ``version`` already ended (promoted or rejected), read back from its
+    tags; None while it was never staged or is still under validation. A retried deploy reports
+    this instead of deploying again."""
+    tags = registry.client().get_model_version(config.registered_model_name, version).tags
+    status = tags.get(staging.STATUS)
+    if status not in ("promoted", "rejected_online"):
+        return None
+    action: Action = "promote" if status == "promoted" else "rollback"
+    steps = [line.split(" ", 1)[-1] for line in tags.get(staging.STEPS, "").splitlines()]
+    prefix = "promoted: " if action == "promote" else "rejected_online: "
+    reasons = [step.removeprefix(prefix) for step in steps if step.startswith(prefix)]
+    reason = reasons[-1] if reasons else tags.get(staging.REASON, status)
+    return {"action": action, "version": version, "reason": reason, "already": True}
+
+
 def _settled_action(tags: dict[str, str]) -> Action:
     """A version taken off staging elsewhere (a retry, a person): promoted, or else rolled back."""
     return "promote" if tags.get(staging.STATUS) == "promoted" else "rollback"

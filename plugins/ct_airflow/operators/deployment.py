@@ -141,10 +141,13 @@ class DeployModelOperator(PipelineOperator):
         return result.to_dict()
 
     def _stage(self, config: Any, context: Context) -> dict[str, Any]:
-        from include.ct.online.rollout import OnlineValidationError, stage_version
+        from include.ct.online.rollout import OnlineValidationError, settled_outcome, stage_version
         from include.ct.registry.deploy import DeploymentError
 
         version = str(self.registered["version"])
+        settled = settled_outcome(config, version)
+        if settled is not None:  # a retry after the online decision was carried out: report it
+            return self._report_settled(context, config, settled)
         service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
         try:
             staged = stage_version(
@@ -169,6 +172,28 @@ class DeployModelOperator(PipelineOperator):
         context["ti"].xcom_push(key="online", value={"outcome": "staged", **staged.to_dict()})
         self._defer(config, version, service.base_url)
         return staged.to_dict()  # not reached: defer hands the task to the triggerer
+
+    def _report_settled(self, context: Context, config: Any, settled: dict[str, Any]) -> dict[str, Any]:
+        """The decision an earlier try carried out, reported as that try would have; nothing moves."""
+        self.log.info(
+            "online validation of version %s already ended: %s (%s)",
+            settled["version"],
+            settled["action"],
+            settled["reason"],
+        )
+        context["ti"].xcom_push(key="online", value={"outcome": settled["action"], **settled})
+        return self._settle(context, config, settled)
+
+    def _settle(self, context: Context, config: Any, outcome: dict[str, Any]) -> dict[str, Any]:
+        """End the task on a carried-out decision: a rollback fails it, a promotion announces it."""
+        version, reason = outcome["version"], outcome["reason"]
+        if outcome["action"] == "rollback":
+            raise AirflowFailException(
+                f"version {version} was rolled back in online validation, the champion stays: {reason}"
+            )
+        if outcome["action"] == "promote":
+            announce_champion(context, config, version, f"promoted after online validation: {reason}")
+        return outcome
 
     def _defer(self, config: Any, version: str, service_url: str) -> None:
         from datetime import timedelta
@@ -212,16 +237,7 @@ class DeployModelOperator(PipelineOperator):
         context["ti"].xcom_push(key="online", value=note)
         if outcome["action"] == "advance" and service is not None:
             self._defer(config, version, service.base_url)
-        if outcome["action"] == "rollback":
-            raise AirflowFailException(
-                f"version {version} was rolled back in online validation, the champion stays: "
-                f"{decision.reason}"
-            )
-        if outcome["action"] == "promote":
-            announce_champion(
-                context, config, version, f"promoted after online validation: {decision.reason}"
-            )
-        return {**outcome, "reason": decision.reason}
+        return self._settle(context, config, {**outcome, "reason": decision.reason})
 
 
 class RollbackChampionOperator(PipelineOperator):

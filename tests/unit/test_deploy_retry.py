@@ -1,0 +1,115 @@
+"""A deploy retried after its online decision was carried out reports that decision and moves nothing.
+
+Airflow can put a resumed deferred task up for retry when the executor's event for the try that
+deferred arrives late; the retry must neither deploy again nor describe itself as the promotion.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from ct_airflow.operators.deployment import DeployModelOperator
+from include.ct.config import find_pipeline_config
+from include.ct.online.rollout import settled_outcome
+from include.ct.registry import staging
+
+STEPS = "\n".join(
+    [
+        "2026-12-07T10:00:00+00:00 staged (shadow, share 1)",
+        "2026-12-07T10:05:00+00:00 promoted: live roc_auc +0.031 [0.012, 0.050] on 1200 labels",
+    ]
+)
+
+
+class FakeRegistry:
+    def __init__(self, tags: dict[str, str]) -> None:
+        self.tags = tags
+
+    def get_model_version(self, name: str, version: str) -> Any:
+        return SimpleNamespace(version=version, tags=self.tags)
+
+
+class FakeTaskInstance:
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+@pytest.fixture
+def shadow_config() -> Any:
+    config = find_pipeline_config("churn")
+    return config.model_copy(update={"deploy": config.deploy.model_copy(update={"strategy": "shadow"})})
+
+
+def _use_tags(monkeypatch: pytest.MonkeyPatch, tags: dict[str, str]) -> None:
+    monkeypatch.setattr("include.ct.registry.registry.client", lambda: FakeRegistry(tags))
+
+
+def _operator(monkeypatch: pytest.MonkeyPatch, config: Any) -> DeployModelOperator:
+    operator = DeployModelOperator(
+        task_id="deploy",
+        pipeline="churn",
+        registered={"version": "2"},
+        trained={"test_path": "unused"},
+        decision={"summary": "gate passed"},
+    )
+    monkeypatch.setattr(operator, "load_config", lambda: config)
+
+    def no_staging(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a settled version must not be staged or deployed again")
+
+    monkeypatch.setattr("include.ct.online.rollout.stage_version", no_staging)
+    return operator
+
+
+def test_the_outcome_is_read_back_from_the_versions_tags(
+    monkeypatch: pytest.MonkeyPatch, shadow_config: Any
+) -> None:
+    _use_tags(monkeypatch, {staging.STATUS: "staged", staging.STEPS: STEPS.splitlines()[0]})
+    assert settled_outcome(shadow_config, "2") is None  # still under validation
+    _use_tags(monkeypatch, {})
+    assert settled_outcome(shadow_config, "2") is None  # never staged
+    _use_tags(monkeypatch, {staging.STATUS: "promoted", staging.STEPS: STEPS})
+    assert settled_outcome(shadow_config, "2") == {
+        "action": "promote",
+        "version": "2",
+        "reason": "live roc_auc +0.031 [0.012, 0.050] on 1200 labels",
+        "already": True,
+    }
+
+
+def test_a_retry_after_the_promotion_reports_it_and_announces_the_champion(
+    monkeypatch: pytest.MonkeyPatch, shadow_config: Any
+) -> None:
+    from airflow.sdk import Asset
+
+    _use_tags(monkeypatch, {staging.STATUS: "promoted", staging.STEPS: STEPS})
+    operator = _operator(monkeypatch, shadow_config)
+    asset = Asset(name=shadow_config.champion_asset)
+    operator.outlets = [asset]
+    ti = FakeTaskInstance()
+    events = {asset: SimpleNamespace(extra={})}
+    result = operator.execute({"ti": ti, "task": operator, "outlet_events": events})  # type: ignore[arg-type]
+    assert result["action"] == "promote" and result["already"] is True
+    assert ti.pushed["online"]["outcome"] == "promote"
+    assert events[asset].extra["version"] == "2"
+    assert "promoted after online validation: live roc_auc" in events[asset].extra["payload"]["reason"]
+
+
+def test_a_retry_after_the_rollback_fails_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, shadow_config: Any
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    steps = "2026-12-07T10:05:00+00:00 rejected_online: challenger p99 410 ms over the 250 ms budget"
+    _use_tags(monkeypatch, {staging.STATUS: "rejected_online", staging.STEPS: steps})
+    operator = _operator(monkeypatch, shadow_config)
+    ti = FakeTaskInstance()
+    with pytest.raises(AirflowFailException, match=r"rolled back in online validation.*p99 410 ms"):
+        operator.execute({"ti": ti, "task": operator, "outlet_events": {}})  # type: ignore[arg-type]
+    assert ti.pushed["online"]["outcome"] == "rollback"
