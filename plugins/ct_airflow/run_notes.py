@@ -111,14 +111,17 @@ def online_note(online: Mapping[str, Any]) -> str:
 
 
 SCORE_TASK = "score"
+LOCATE_TASK = "locate"
 SUMMARY_TASK = "summary"  # ct_housekeeping: what every pipeline's pass did
 
 
-def batch_note(scored: Mapping[str, Any]) -> str:
-    """The batch-scoring run's second line, e.g. ``Scored: 500 rows of 2026-12-01 by v3 ...``."""
+def batch_note(scored: Mapping[str, Any], waited_seconds: float = 0.0) -> str:
+    """The batch-scoring run's second line, e.g. ``Scored: 500 rows of 2026-12-01 by v3 ...``; an
+    input the run waited for says how long."""
+    waited = f", landed after a {waited_seconds:.0f} s wait" if waited_seconds else ""
     return (
         f"Scored: {scored.get('rows')} rows of {scored.get('day')} by v{scored.get('model_version')} "
-        f"(input {scored.get('input_version')}) -> {scored.get('output')}"
+        f"(input {scored.get('input_version')}{waited}) -> {scored.get('output')}"
     )
 
 
@@ -157,7 +160,8 @@ def _add_gate_to_note(dag_run: Any) -> None:
         lines = [note]
         scored = _task_value(dag_run, SCORE_TASK, "return_value")
         if scored is not None and "rows" in scored:
-            lines.append(batch_note(scored))
+            located = _task_value(dag_run, LOCATE_TASK, "return_value") or {}
+            lines.append(batch_note(scored, float(located.get("waited_seconds") or 0)))
         housekeeping = _task_value(dag_run, SUMMARY_TASK, "return_value")
         if housekeeping is not None and housekeeping.get("summary"):
             lines.append(str(housekeeping["summary"]))

@@ -11,11 +11,13 @@ import threading
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from include.ct.batch import inputs
 from include.ct.batch.partitions import output_root
 from include.ct.config import find_pipeline_config
 from include.ct.storage import pipeline_paths
@@ -209,16 +211,30 @@ def test_a_late_day_to_score_is_waited_for_and_a_missing_one_skipped_after_the_w
     monkeypatch.setenv("CT_PIPELINES_DIR", str(tmp_path / "pipelines"))
     config = find_pipeline_config("churn")
     assert config.batch is not None and config.batch.input_wait_minutes == 0.34
+    # the day's file lands 2 s after the task's first look found nothing, so it must wait for it
     lands = threading.Timer(
-        3.0, datagen.write_scoring_day, args=(config, date(2026, 12, 5)), kwargs={"rows": 200}
+        2.0, datagen.write_scoring_day, args=(config, date(2026, 12, 5)), kwargs={"rows": 200}
     )
-    lands.start()
+    locate_input = inputs.locate_input
+
+    def look(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return locate_input(*args, **kwargs)
+        except inputs.NoInputError:
+            if not lands.is_alive() and not lands.finished.is_set():
+                lands.start()
+            raise
+
+    monkeypatch.setattr(inputs, "locate_input", look)
     try:
         late = run_dag("ct_churn_batch", {"date": "2026-12-05"})
     finally:
-        lands.join()
+        if lands.is_alive():
+            lands.join()
     assert set(late.tasks.values()) == {"success"}, late.tasks
+    assert lands.finished.is_set(), "the first look found the input: nothing was waited for"
     assert late.xcom["score"]["rows"] == 200
+    assert 2 <= late.xcom["locate"]["waited_seconds"] < 20  # found after deferring, before the deadline
 
     started = time.monotonic()
     missing = run_dag("ct_churn_batch", {"date": "2026-12-06"})

@@ -87,5 +87,19 @@ def test_a_missing_input_at_the_last_look_or_past_the_deadline_skips_with_the_re
 
 def test_an_input_that_is_there_is_located_without_waiting(churn: PipelineConfig) -> None:
     datagen.write_scoring_day(churn, DAY, rows=50)
-    located = _locate().look_for_input({}, {"deadline": _deadline(600), "last_look": False})  # type: ignore[arg-type]
+    first = {"deadline": _deadline(600), "last_look": False, "first_look": True}
+    located = _locate().look_for_input({}, first)  # type: ignore[arg-type]
     assert located["day"] == DAY.isoformat() and len(located["files"]) == 1
+    assert located["waited_seconds"] == 0
+
+
+def test_an_input_found_after_deferring_reports_how_long_the_run_waited(
+    churn: PipelineConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datagen.write_scoring_day(churn, DAY, rows=50)
+    waiting = churn.model_copy(update={"batch": churn.batch.model_copy(update={"input_wait_minutes": 10})})
+    locate = _locate()
+    monkeypatch.setattr(locate, "load_config", lambda: waiting)
+    # the trigger's event 30 s into a 10 min wait
+    located = locate.look_for_input({}, {"deadline": _deadline(570), "last_look": False})  # type: ignore[arg-type]
+    assert 29 < located["waited_seconds"] < 40

@@ -204,10 +204,10 @@ def test_a_run_started_by_a_new_champion_says_so_and_its_note_says_what_it_score
     payload = {"trigger": "new_champion", "reason": "new champion: v4 (promoted by the gate)"}
     assert describe_trigger("asset_triggered", {}, [payload]) == ("new_champion", payload["reason"])
     assert describe_trigger("asset_triggered", {}, [{"files": ["a.csv"]}])[0] == "data_arrival"
-    note = batch_note(
-        {"rows": 500, "day": "2026-12-01", "model_version": "4", "input_version": "ab", "output": "o"}
-    )
-    assert note == "Scored: 500 rows of 2026-12-01 by v4 (input ab) -> o"
+    scored = {"rows": 500, "day": "2026-12-01", "model_version": "4", "input_version": "ab", "output": "o"}
+    assert batch_note(scored) == "Scored: 500 rows of 2026-12-01 by v4 (input ab) -> o"
+    waited = batch_note(scored, waited_seconds=183.4)
+    assert waited == "Scored: 500 rows of 2026-12-01 by v4 (input ab, landed after a 183 s wait) -> o"
 
 
 def test_batch_config_errors_name_the_key(churn: PipelineConfig, tmp_path: Path) -> None:

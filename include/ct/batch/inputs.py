@@ -37,6 +37,7 @@ class BatchInput:
     files: list[str] = field(default_factory=list)
     data_version: str = ""
     source: str = ""
+    waited_seconds: float = 0.0  # how long the run waited for it to land; 0: there at the first look
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

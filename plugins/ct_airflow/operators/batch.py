@@ -124,7 +124,8 @@ class LocateBatchOperator(BatchPipelineOperator):
         # counted from the run's start, so a retry of this task does not start the wait again
         started = context["dag_run"].start_date or datetime.now(UTC)
         deadline = started + timedelta(minutes=self.load_config().batch.input_wait_minutes)
-        return self.look_for_input(context, {"deadline": deadline.isoformat(), "last_look": False})
+        first = {"deadline": deadline.isoformat(), "last_look": False, "first_look": True}
+        return self.look_for_input(context, first)
 
     def look_for_input(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Locate the day's input; while it is missing and ``event["deadline"]`` has not passed,
@@ -139,10 +140,10 @@ class LocateBatchOperator(BatchPipelineOperator):
         if config.batch.source.type == "sql":
             hook: Any = BaseHook.get_hook(config.batch.source.conn_id)
             engine = hook.get_sqlalchemy_engine()
+        deadline = datetime.fromisoformat(event["deadline"])
         try:
             batch = locate_input(config, date.fromisoformat(self.resolved["day"]), engine)
         except NoInputError as exc:
-            deadline = datetime.fromisoformat(event["deadline"])
             now = datetime.now(UTC)
             if event.get("last_look") or now >= deadline:
                 waited = config.batch.input_wait_minutes
@@ -156,6 +157,10 @@ class LocateBatchOperator(BatchPipelineOperator):
                 # a triggerer that is down fails the task instead of keeping it deferred for ever
                 timeout=deadline - now + timedelta(seconds=poll + 300),
             )
+        if not event.get("first_look"):
+            started = deadline - timedelta(minutes=config.batch.input_wait_minutes)
+            batch.waited_seconds = max(0.0, round((datetime.now(UTC) - started).total_seconds(), 1))
+            self.log.info("The day's input landed %.0f s into the run's wait", batch.waited_seconds)
         return batch.to_dict()
 
 
