@@ -10,14 +10,13 @@ dropped and counted, never waited for.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from include.ct.background import BackgroundQueue, Signal
 from include.ct.monitoring.prediction_log import SHADOW, PredictionLog
 from include.ct.registry.served_model import ServedModel
 from include.ct_serving.traffic import VersionStats
@@ -49,14 +48,16 @@ class ShadowScorer:
         self.prediction_log = prediction_log
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds  # rows gather this long: one predict call per batch
-        self.dropped = 0
         self.scored = 0
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=capacity)
-        self._thread: threading.Thread | None = None
+        self._jobs: BackgroundQueue[_Job] = BackgroundQueue("shadow-scorer", capacity)
+
+    @property
+    def dropped(self) -> int:
+        """Rows not shadow-scored because the scorer was behind."""
+        return self._jobs.dropped
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
-        self._thread.start()
+        self._jobs.start(self._run)
 
     def submit(
         self,
@@ -67,34 +68,27 @@ class ShadowScorer:
         rows: Sequence[dict[str, Any]],
         ids: Sequence[str],
     ) -> None:
-        try:
-            self._queue.put_nowait(_Job(pipeline, served, stats, at, rows, ids))
-        except queue.Full:
-            self.dropped += len(rows)
+        self._jobs.offer(_Job(pipeline, served, stats, at, rows, ids), len(rows))
 
     def close(self) -> None:
-        if self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join(timeout=60)
-        self._thread = None
+        """Score what is queued and stop the thread."""
+        self._jobs.close()
 
     def _run(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is None:
+            job = self._jobs.take()
+            if isinstance(job, Signal):
                 return
             jobs = [job]
             rows = len(job.rows)
             deadline = time.monotonic() + self.batch_seconds
             while rows < self.batch_rows and (left := deadline - time.monotonic()) > 0:
-                try:
-                    more = self._queue.get(timeout=left)
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._score(jobs)
-                    return
+                more = self._jobs.take(timeout=left)
+                if isinstance(more, Signal):
+                    if more is Signal.CLOSED:
+                        self._score(jobs)
+                        return
+                    break  # the batch waited long enough
                 jobs.append(more)
                 rows += len(more.rows)
             self._score(jobs)

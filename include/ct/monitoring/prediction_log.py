@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
-import threading
 import time
 import uuid
 import zlib
@@ -22,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from include.ct.background import BackgroundQueue, Signal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,14 +74,16 @@ class PredictionLog:
         self.root = root
         self.flush_seconds = flush_seconds
         self.flush_rows = flush_rows
-        self.dropped = 0
         self.written = 0
-        self._queue: queue.Queue[_Entry | None] = queue.Queue(maxsize=capacity)
-        self._thread: threading.Thread | None = None
+        self._entries: BackgroundQueue[_Entry] = BackgroundQueue("prediction-log", capacity)
+
+    @property
+    def dropped(self) -> int:
+        """Records not logged because the writer was behind."""
+        return self._entries.dropped
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
-        self._thread.start()
+        self._entries.start(self._run)
 
     def append(
         self,
@@ -108,20 +110,12 @@ class PredictionLog:
             predictions = [predictions[i] for i in keep]
             probabilities = [probabilities[i] for i in keep] if probabilities is not None else None
         entry = _Entry(pipeline, version, at, rows, ids, predictions, probabilities, role, sample)
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
-            self.dropped += len(rows)
-            if self.dropped % 1000 < len(rows):
-                log.warning("prediction log is behind: %d records dropped so far", self.dropped)
+        if not self._entries.offer(entry, len(rows)) and self.dropped % 1000 < len(rows):
+            log.warning("prediction log is behind: %d records dropped so far", self.dropped)
 
     def close(self) -> None:
         """Flush what is queued and stop the writer."""
-        if self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join(timeout=60)
-        self._thread = None
+        self._entries.close()
 
     def _run(self) -> None:
         # Each entry becomes columns as soon as it is dequeued: small steps between which the
@@ -130,14 +124,11 @@ class PredictionLog:
         rows = 0
         deadline = time.monotonic() + self.flush_seconds
         while True:
-            try:
-                entry = self._queue.get(timeout=max(0.05, deadline - time.monotonic()))
-            except queue.Empty:
-                entry = _TIMEOUT
-            if entry is None:
+            entry = self._entries.take(timeout=max(0.05, deadline - time.monotonic()))
+            if entry is Signal.CLOSED:
                 self._flush(buffers)
                 return
-            if entry is not _TIMEOUT:
+            if not isinstance(entry, Signal):
                 _add_columns(buffers, entry)
                 rows += len(entry.rows)
             if rows >= self.flush_rows or time.monotonic() >= deadline:
@@ -161,9 +152,6 @@ class PredictionLog:
                 self.written += table.num_rows
             except Exception:
                 log.exception("could not write the prediction log of %s for %s", pipeline, day)
-
-
-_TIMEOUT: Any = object()
 
 
 def _add_columns(buffers: dict[tuple[str, str], dict[str, list[Any]]], entry: _Entry) -> None:

@@ -1,0 +1,33 @@
+"""The background queue: producers never wait, overflow is counted, close lets the drain finish."""
+
+from __future__ import annotations
+
+import threading
+
+from include.ct.background import BackgroundQueue, Signal
+
+
+def test_a_full_queue_counts_what_it_drops_and_close_drains_the_rest() -> None:
+    items: BackgroundQueue[list[int]] = BackgroundQueue("test-drain", capacity=2)
+    assert items.offer([1, 2], units=2) and items.offer([3], units=1)
+    assert not items.offer([4, 5, 6], units=3)  # nobody drains yet: full
+    assert items.dropped == 3
+
+    taken: list[int] = []
+    names: list[str] = []
+
+    def drain() -> None:
+        names.append(threading.current_thread().name)
+        while not isinstance(batch := items.take(), Signal):
+            taken.extend(batch)
+
+    items.start(drain)
+    items.close()
+    assert taken == [1, 2, 3] and names == ["test-drain"]
+    items.close()  # a second close is a no-op
+
+
+def test_take_times_out_with_a_signal() -> None:
+    items: BackgroundQueue[int] = BackgroundQueue("test-timeout", capacity=1)
+    assert items.take(timeout=0.01) is Signal.TIMEOUT
+    items.close()  # never started: nothing to stop
