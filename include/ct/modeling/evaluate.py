@@ -244,7 +244,8 @@ def evaluate_challenger(
             reasons=[f"run {run_id} is already the champion (v{champion_version.version})"],
             champion_version=champion_version.version,
         )
-        _log_decision(run_id, decision, challenger, None, challenger_slices, None)
+        with mlflow.start_run(run_id=run_id):
+            _log_decision(decision, challenger, None, challenger_slices, None)
         return decision
     if champion_version is not None:
         try:
@@ -276,8 +277,8 @@ def evaluate_challenger(
     )
     if extra_reason:
         decision.reasons.insert(0, extra_reason)
-    _log_decision(run_id, decision, challenger, champion, challenger_slices, champion_slices)
-    with tempfile.TemporaryDirectory() as tmp_dir, mlflow.start_run(run_id=run_id):
+    with tempfile.TemporaryDirectory() as tmp_dir, mlflow.start_run(run_id=run_id):  # one reopening
+        _log_decision(decision, challenger, champion, challenger_slices, champion_slices)
         plot = comparison_plot(config, decision, challenger_slices, champion_slices, Path(tmp_dir))
         mlflow.log_artifact(str(plot), artifact_path="evaluation")
     log.info("Gate decision for run %s: %s", run_id, decision.summary)
@@ -314,54 +315,53 @@ def paired_comparisons(
 
 
 def _log_decision(
-    run_id: str,
     decision: GateDecision,
     challenger: dict[str, float],
     champion: dict[str, float] | None,
     challenger_slices: dict[str, dict[str, float]],
     champion_slices: dict[str, dict[str, float]] | None,
 ) -> None:
+    """Log the gate's metrics, tags and decision.json to the active (evaluated) run."""
     import mlflow
 
     def clean(name: str) -> str:
         return "".join(ch if ch.isalnum() or ch in "_-./" else "_" for ch in name)
 
-    with mlflow.start_run(run_id=run_id):
-        values = {f"eval_challenger_{k}": v for k, v in challenger.items() if not math.isnan(v)}
-        if champion:
-            values.update({f"eval_champion_{k}": v for k, v in champion.items() if not math.isnan(v)})
-        if decision.delta is not None:
-            values["eval_delta"] = decision.delta
-        for key, slice_values in challenger_slices.items():
-            values[clean(f"slice_{key}_{decision.metric}")] = slice_values[decision.metric]
-        paired = decision.comparison
-        if paired is not None:
-            values.update(
-                {
-                    "eval_improvement": paired["improvement"],
-                    "eval_improvement_low": paired["low"],
-                    "eval_improvement_high": paired["high"],
-                    "eval_rows": paired["n"],
-                    "eval_confidence": paired["confidence"],
-                }
-            )
-            if paired["p_value"] is not None:
-                values["eval_p_value"] = paired["p_value"]
-        mlflow.log_metrics({key: value for key, value in values.items() if not math.isnan(value)})
-        mlflow.set_tags(
+    values = {f"eval_challenger_{k}": v for k, v in challenger.items() if not math.isnan(v)}
+    if champion:
+        values.update({f"eval_champion_{k}": v for k, v in champion.items() if not math.isnan(v)})
+    if decision.delta is not None:
+        values["eval_delta"] = decision.delta
+    for key, slice_values in challenger_slices.items():
+        values[clean(f"slice_{key}_{decision.metric}")] = slice_values[decision.metric]
+    paired = decision.comparison
+    if paired is not None:
+        values.update(
             {
-                "ct.decision": decision.outcome,
-                "ct.decision_reason": decision.summary[:5000],
-                "ct.compared_with_champion": str(decision.champion_version or "none"),
+                "eval_improvement": paired["improvement"],
+                "eval_improvement_low": paired["low"],
+                "eval_improvement_high": paired["high"],
+                "eval_rows": paired["n"],
+                "eval_confidence": paired["confidence"],
             }
         )
-        mlflow.log_dict(
-            {
-                **decision.to_dict(),
-                "challenger_metrics": challenger,
-                "champion_metrics": champion,
-                "challenger_slices": challenger_slices,
-                "champion_slices": champion_slices,
-            },
-            "evaluation/decision.json",
-        )
+        if paired["p_value"] is not None:
+            values["eval_p_value"] = paired["p_value"]
+    mlflow.log_metrics({key: value for key, value in values.items() if not math.isnan(value)})
+    mlflow.set_tags(
+        {
+            "ct.decision": decision.outcome,
+            "ct.decision_reason": decision.summary[:5000],
+            "ct.compared_with_champion": str(decision.champion_version or "none"),
+        }
+    )
+    mlflow.log_dict(
+        {
+            **decision.to_dict(),
+            "challenger_metrics": challenger,
+            "champion_metrics": champion,
+            "challenger_slices": challenger_slices,
+            "champion_slices": champion_slices,
+        },
+        "evaluation/decision.json",
+    )
