@@ -1,6 +1,6 @@
 """Shadow scoring: a second version predicts the requests another answered, off the request path.
 
-Requests only queue their rows; a background thread gathers them for up to ``batch_seconds`` and
+Requests only queue their rows; a background thread gathers them for ``batch_seconds`` and
 predicts each batch in one call (scikit-learn's per-call cost dwarfs its per-row cost, and every
 call holds the interpreter lock the request path needs) and logs the predictions with the shadow
 role, paired with the answered ones by prediction id. If the thread falls behind, rows are
@@ -75,23 +75,20 @@ class ShadowScorer:
         self._jobs.close()
 
     def _run(self) -> None:
+        # Rows gather for batch_seconds after the first one, then everything queued is taken at
+        # once: one wake-up per batch, not one per request (each would cost requests the GIL).
         while True:
-            job = self._jobs.take()
-            if isinstance(job, Signal):
+            first = self._jobs.take()
+            if isinstance(first, Signal):
                 return
-            jobs = [job]
-            rows = len(job.rows)
-            deadline = time.monotonic() + self.batch_seconds
-            while rows < self.batch_rows and (left := deadline - time.monotonic()) > 0:
-                more = self._jobs.take(timeout=left)
-                if isinstance(more, Signal):
-                    if more is Signal.CLOSED:
-                        self._score(jobs)
-                        return
-                    break  # the batch waited long enough
-                jobs.append(more)
-                rows += len(more.rows)
-            self._score(jobs)
+            time.sleep(self.batch_seconds)
+            taken = [first, *self._jobs.take_ready()]
+            closed = Signal.CLOSED in taken
+            jobs = [job for job in taken if not isinstance(job, Signal)]
+            for batch in _batches(jobs, self.batch_rows):
+                self._score(batch)
+            if closed:
+                return
 
     def _score(self, jobs: list[_Job]) -> None:
         by_model: dict[int, list[_Job]] = {}
@@ -129,3 +126,16 @@ class ShadowScorer:
                     )
                 offset = end
             self.scored += len(rows)
+
+
+def _batches(jobs: list[_Job], rows: int) -> list[list[_Job]]:
+    """Consecutive groups of jobs of about ``rows`` rows each (a job is never split)."""
+    batches: list[list[_Job]] = [[]]
+    count = 0
+    for job in jobs:
+        if count >= rows:
+            batches.append([])
+            count = 0
+        batches[-1].append(job)
+        count += len(job.rows)
+    return batches if batches[0] else []

@@ -31,3 +31,12 @@ def test_take_times_out_with_a_signal() -> None:
     items: BackgroundQueue[int] = BackgroundQueue("test-timeout", capacity=1)
     assert items.take(timeout=0.01) is Signal.TIMEOUT
     items.close()  # never started: nothing to stop
+
+
+def test_take_ready_returns_everything_queued_without_waiting() -> None:
+    items: BackgroundQueue[int] = BackgroundQueue("test-ready", capacity=10)
+    assert items.take_ready() == []
+    for item in (1, 2, 3):
+        items.offer(item, units=1)
+    assert items.take_ready() == [1, 2, 3]
+    assert items.take_ready() == []

@@ -52,6 +52,7 @@ class _Entry:
     sample: float = 1.0
 
 
+WRITER_WAKE_SECONDS = 0.1  # how often the writer takes what has queued (and sees a close)
 SERVED = "served"
 SHADOW = "shadow"
 BATCH = "batch"  # batch scoring's dual-scoring evidence: for the online decision, not for monitoring
@@ -118,19 +119,21 @@ class PredictionLog:
         self._entries.close()
 
     def _run(self) -> None:
-        # Each entry becomes columns as soon as it is dequeued: small steps between which the
-        # event loop gets the GIL back. Converting a whole flush at once stalled requests.
+        # The writer wakes on a timer and takes what has queued, one wake-up per look rather than
+        # per request. Each entry then becomes columns on its own, small steps between which the
+        # event loop gets the GIL back: converting a whole flush at once stalled requests.
         buffers: dict[tuple[str, str], dict[str, list[Any]]] = {}
         rows = 0
         deadline = time.monotonic() + self.flush_seconds
         while True:
-            entry = self._entries.take(timeout=max(0.05, deadline - time.monotonic()))
-            if entry is Signal.CLOSED:
-                self._flush(buffers)
-                return
-            if not isinstance(entry, Signal):
-                _add_columns(buffers, entry)
-                rows += len(entry.rows)
+            time.sleep(max(0.0, min(WRITER_WAKE_SECONDS, deadline - time.monotonic())))
+            for entry in self._entries.take_ready():
+                if entry is Signal.CLOSED:
+                    self._flush(buffers)
+                    return
+                if not isinstance(entry, Signal):
+                    _add_columns(buffers, entry)
+                    rows += len(entry.rows)
             if rows >= self.flush_rows or time.monotonic() >= deadline:
                 self._flush(buffers)
                 buffers, rows = {}, 0
