@@ -117,28 +117,6 @@ def preload_for_forked_processes(
             log.warning("not preloading %s for forked processes: %s", name, exc)
             continue
         loaded.append(name)
-    if forks_task_processes(argv) and "mlflow.sklearn" in loaded:
-        save_a_throwaway_model()
     seconds = time.perf_counter() - started
     log.info("preloaded %d modules for forked processes in %.1f s", len(loaded), seconds)
     return loaded
-
-
-def save_a_throwaway_model() -> None:
-    """Save a tiny model to a temporary folder, so forked train tasks start after MLflow's first save.
-
-    On a process's first model save, MLflow checks the pinned requirements against the installed
-    packages by indexing every installed distribution's files, and keeps that index for the
-    process. Built here, before any fork, each train task inherits it instead of building it again.
-    """
-    import tempfile
-
-    import mlflow.sklearn
-    from sklearn.dummy import DummyClassifier
-
-    try:
-        with tempfile.TemporaryDirectory(prefix="ct-preload-") as folder:
-            model = DummyClassifier().fit([[0.0], [1.0]], [0, 1])
-            mlflow.sklearn.save_model(model, f"{folder}/model", pip_requirements=["scikit-learn"])
-    except Exception:  # only a head start: tasks save their models either way
-        log.warning("could not save the preload's throwaway model", exc_info=True)
