@@ -9,7 +9,6 @@ import json
 import logging
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -19,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from include.ct.config import PipelineConfig
+from include.ct.monitoring.prediction_log import new_prediction_ids
 from include.ct.registry.served_model import ServedModel
 from include.ct_serving.batching import PredictionBatcher
 from include.ct_serving.schema import request_json_schema
@@ -242,7 +242,7 @@ def create_app(
         answering, shadow = route(slot, served, ids)
         logged_ids = ids
         if shadow is not None and ids is None:  # the two predictions are paired on these ids
-            logged_ids = [f"{uuid.uuid4().hex}-{i}" for i in range(len(rows))]
+            logged_ids = new_prediction_ids(len(rows))
         started = time.perf_counter()
         try:
             predictions, probabilities = await batcher.predict(answering, rows)

@@ -9,6 +9,7 @@ comparison (``shadow``). Monitoring reads it back with ``read_prediction_log``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -60,6 +61,32 @@ BATCH_PREFIX = "part-batch-"  # its files, replaced by each re-run of their day 
 SAMPLE_WEIGHT = "sample_weight"  # 1/share of the records logged (monitoring.log_sample)
 
 
+class _IdSource:
+    """Prediction ids for records a client sent without ``ids``: a random prefix drawn once per
+    process (again in a forked child) and a counter, unique across processes and restarts. A
+    ``uuid4`` per record is a system call each, paid by the writer or the request path."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = uuid.uuid4().hex
+        self.counter = itertools.count()
+
+    def take(self, count: int) -> list[str]:
+        prefix, counter = self.prefix, self.counter
+        return [f"{prefix}-{next(counter)}" for _ in range(count)]
+
+
+_ID_SOURCE = _IdSource()
+
+
+def new_prediction_ids(count: int) -> list[str]:
+    """``count`` fresh prediction ids, unique across processes and restarts."""
+    return _ID_SOURCE.take(count)
+
+
 def sampled(prediction_id: str, share: float) -> bool:
     """Whether a record is logged at ``share``: a stable hash of its id, the same in every process,
     so every version's prediction of one request is kept or dropped together."""
@@ -102,7 +129,7 @@ class PredictionLog:
         writer is far behind, count and drop them."""
         if sample < 1.0:
             if ids is None:
-                ids = [f"{uuid.uuid4().hex}-{i}" for i in range(len(rows))]
+                ids = new_prediction_ids(len(rows))
             keep = [i for i, prediction_id in enumerate(ids) if sampled(prediction_id, sample)]
             if not keep:
                 return
@@ -161,7 +188,7 @@ def _add_columns(buffers: dict[tuple[str, str], dict[str, list[Any]]], entry: _E
     """Append one request's records to the column lists of its (pipeline, day)."""
     target = buffers.setdefault((entry.pipeline, entry.at.strftime("%Y-%m-%d")), {})
     count = len(entry.rows)
-    ids = list(entry.ids) if entry.ids else [f"{uuid.uuid4().hex}-{i}" for i in range(count)]
+    ids = list(entry.ids) if entry.ids else new_prediction_ids(count)
     target.setdefault("prediction_id", []).extend(ids)
     target.setdefault("predicted_at", []).extend([entry.at] * count)
     target.setdefault("model_version", []).extend([entry.version] * count)
