@@ -16,10 +16,9 @@ T = TypeVar("T")
 
 
 class Signal(enum.Enum):
-    """What ``BackgroundQueue.take`` returns when it has no item."""
+    """What the drain is handed instead of an item."""
 
     CLOSED = "closed"  # close() was called: finish and return
-    TIMEOUT = "timeout"  # nothing arrived in time
 
 
 class BackgroundQueue(Generic[T]):
@@ -45,12 +44,9 @@ class BackgroundQueue(Generic[T]):
             return False
         return True
 
-    def take(self, timeout: float | None = None) -> T | Signal:
-        """The next item, waiting up to ``timeout`` seconds (None: until one comes)."""
-        try:
-            return self._items.get(timeout=timeout)
-        except queue.Empty:
-            return Signal.TIMEOUT
+    def take(self) -> T | Signal:
+        """The next item, waiting until one comes."""
+        return self._items.get()
 
     def take_ready(self) -> list[T | Signal]:
         """Everything queued now, without waiting (a drain that wakes on a timer takes its items

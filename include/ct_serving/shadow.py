@@ -83,8 +83,8 @@ class ShadowScorer:
                 return
             time.sleep(self.batch_seconds)
             taken = [first, *self._jobs.take_ready()]
-            closed = Signal.CLOSED in taken
             jobs = [job for job in taken if not isinstance(job, Signal)]
+            closed = len(jobs) < len(taken)
             for batch in _batches(jobs, self.batch_rows):
                 self._score(batch)
             if closed:

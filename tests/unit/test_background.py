@@ -27,10 +27,10 @@ def test_a_full_queue_counts_what_it_drops_and_close_drains_the_rest() -> None:
     items.close()  # a second close is a no-op
 
 
-def test_take_times_out_with_a_signal() -> None:
-    items: BackgroundQueue[int] = BackgroundQueue("test-timeout", capacity=1)
-    assert items.take(timeout=0.01) is Signal.TIMEOUT
-    items.close()  # never started: nothing to stop
+def test_close_without_a_started_drain_is_a_no_op() -> None:
+    items: BackgroundQueue[int] = BackgroundQueue("test-unstarted", capacity=1)
+    items.close()  # never started: nothing to stop, nothing queued
+    assert items.take_ready() == []
 
 
 def test_take_ready_returns_everything_queued_without_waiting() -> None:

@@ -155,12 +155,11 @@ class PredictionLog:
         while True:
             time.sleep(max(0.0, min(WRITER_WAKE_SECONDS, deadline - time.monotonic())))
             for entry in self._entries.take_ready():
-                if entry is Signal.CLOSED:
+                if isinstance(entry, Signal):  # closed
                     self._flush(buffers)
                     return
-                if not isinstance(entry, Signal):
-                    _add_columns(buffers, entry)
-                    rows += len(entry.rows)
+                _add_columns(buffers, entry)
+                rows += len(entry.rows)
             if rows >= self.flush_rows or time.monotonic() >= deadline:
                 self._flush(buffers)
                 buffers, rows = {}, 0

@@ -122,7 +122,7 @@ def settled_outcome(config: PipelineConfig, version: str) -> dict[str, Any] | No
     status = tags.get(staging.STATUS)
     if status not in ("promoted", "rejected_online"):
         return None
-    action: Action = "promote" if status == "promoted" else "rollback"
+    action = _settled_action(tags)
     steps = [line.split(" ", 1)[-1] for line in tags.get(staging.STEPS, "").splitlines()]
     prefix = "promoted: " if action == "promote" else "rejected_online: "
     reasons = [step.removeprefix(prefix) for step in steps if step.startswith(prefix)]
