@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import (
     DAG,
     Asset,
@@ -81,8 +80,9 @@ DAG_DOC = """
 
 **Flow:** extract new batches from `{landing}` → validate with the Great Expectations suite
 built from `{config_file}` → train a scikit-learn Pipeline (MLflow run) → evaluate challenger
-against the serving `champion` on the same held-out rows → gate → register (and prove it loads
-in the prediction service beside the champion){approval} → deploy ({strategy}): move the
+against the serving `champion` on the same held-out rows (the gate: a challenger not promoted
+stops the run here) → register (and prove it loads in the prediction service beside the
+champion){approval} → deploy ({strategy}): move the
 `champion` alias, make the prediction service serve it, smoke-test it over HTTP, check its
 latency, and roll back on any failure.
 
@@ -119,12 +119,6 @@ DEPLOY_DOC = {
     "requests with it ({steps}; sticky per client id), the next step after enough healthy "
     "requests, while the champion scores those requests beside it." + ONLINE_WAIT,
 }
-
-
-def _promote_or_stop(decision: dict[str, Any]) -> bool:
-    """Short-circuit: continue to registration only if the gate promoted the challenger."""
-    print(f"Gate decision: {decision['summary']}")
-    return bool(decision["promote"])
 
 
 def schedule_of(config: PipelineConfig) -> Any:
@@ -247,15 +241,10 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             trained=train.output,
             min_improvement="{{ params.min_improvement }}",
             doc_md="Score challenger and champion on the same held-out rows, overall and per "
-            "slice, and record the promotion decision with its reasons on the MLflow run.",
+            "slice, and record the promotion decision with its reasons on the MLflow run. This is "
+            "the gate: unless the challenger is promoted, registration and deployment are skipped "
+            "and the champion is untouched.",
             **service_retries(config),
-        )
-        gate = ShortCircuitOperator(
-            task_id="gate",
-            python_callable=_promote_or_stop,
-            op_args=[evaluate.output],
-            doc_md="Continue to registration only if the challenger was promoted; a rejection "
-            "leaves the champion untouched (the reasons are on the evaluate task and MLflow run).",
         )
         register = RegisterModelOperator(
             task_id="register",
@@ -286,7 +275,7 @@ def build_dag(config: PipelineConfig, config_file: Path) -> DAG:
             outlets=[Asset(name=config.champion_asset)],  # a new champion: batch scoring may re-score
         )
         extract >> validate
-        evaluate >> gate >> register
+        evaluate >> register
         if config.deploy.approval == "manual":
             approve = DeployApprovalOperator(
                 task_id="approve",

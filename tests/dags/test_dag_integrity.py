@@ -13,7 +13,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO_ROOT / "dags").glob("*.py"))
 HEAVY_MODULES = ("pandas", "sklearn", "mlflow", "great_expectations", "matplotlib", "pyarrow")
-CT_TASKS = ["extract", "validate", "train", "evaluate", "gate", "register", "deploy"]
+CT_TASKS = ["extract", "validate", "train", "evaluate", "register", "deploy"]
 
 BROKEN_CONFIG = """\
 name: broken

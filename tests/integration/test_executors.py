@@ -80,7 +80,7 @@ def test_celery_executor_spreads_one_run_over_two_workers(
         _apply_settings_twice(stack, settings)
         run_id = _train_once(stack, monkeypatch)
         hosts = stack.task_hosts("ct_fleet", run_id)
-    assert set(hosts) == {"extract", "validate", "train", "evaluate", "gate", "register", "deploy"}
+    assert set(hosts) == {"extract", "validate", "train", "evaluate", "register", "deploy"}
     assert set(hosts.values()) == {"worker-1", "worker-2"}, hosts
     from mlflow import MlflowClient
 

@@ -254,9 +254,7 @@ def real_run(**overrides: Any) -> PipelineRun:
     fields: dict[str, Any] = {
         "run_id": "manual__2026-01-05",
         "state": "success",
-        "tasks": {
-            t: "success" for t in ("extract", "validate", "train", "evaluate", "gate", "register", "deploy")
-        },
+        "tasks": {t: "success" for t in ("extract", "validate", "train", "evaluate", "register", "deploy")},
         "pending": ["day_0003.csv", "day_0004.csv"],
         "trigger": "new_data",
         "reason": "simulation day 4: batches of days 3, 4 arrived",

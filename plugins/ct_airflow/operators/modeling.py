@@ -1,4 +1,4 @@
-"""Train and evaluate: the heavy steps, run where ``runtime`` says, and the gate's decision."""
+"""Train and evaluate: the heavy steps, run where ``runtime`` says; evaluate is the gate."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any, Literal
 
-from airflow.sdk import Context
+from airflow.sdk import BaseXCom, Context, SkipMixin
 
 from ct_airflow.links import MlflowRunLink, set_link
 from ct_airflow.operators.base import PipelineOperator, Upstream, run_lineage
@@ -53,6 +53,11 @@ class _StepOperator(PipelineOperator):
     def report(self, result: dict[str, Any]) -> None:
         """Set links and log what the step decided; the same in every phase that has a result."""
 
+    def finish(self, context: Context, result: dict[str, Any]) -> dict[str, Any]:
+        """Act on the step's result once it is known (in ``run`` or ``collect``); returns the XCom."""
+        self.report(result)
+        return result
+
     def execute(self, context: Context) -> dict[str, Any]:
         config = self.load_config()
         if self.phase == "collect":
@@ -62,8 +67,7 @@ class _StepOperator(PipelineOperator):
             if self.phase == "request":
                 return write_step_request(config, context["run_id"], self.step, request)
             result = run_step_in_process(config, self.step, request)
-        self.report(result)
-        return result
+        return self.finish(context, result)
 
 
 class TrainChallengerOperator(_StepOperator):
@@ -89,8 +93,11 @@ class TrainChallengerOperator(_StepOperator):
         set_link(self, MlflowRunLink, result.get("run_url"))
 
 
-class EvaluateChallengerOperator(_StepOperator):
-    """Score challenger and champion on the same held-out rows and decide promotion.
+class EvaluateChallengerOperator(_StepOperator, SkipMixin):
+    """Score challenger and champion on the same held-out rows, decide promotion, and stop the run
+    there unless the challenger was promoted: registration and deployment are then skipped, as a
+    ``ShortCircuitOperator`` would, without a task of their own in between (as TFX's Pusher
+    follows the Evaluator's blessing). The decision is the XCom either way.
 
     :param trained: the train task's result (``train.output``): MLflow run id, held-out split.
     :param min_improvement: this run's promotion margin in metric units instead of the config's;
@@ -123,3 +130,16 @@ class EvaluateChallengerOperator(_StepOperator):
         set_link(self, MlflowRunLink, self.trained.get("run_url"))
         for reason in result.get("reasons", []):
             self.log.info("gate: %s", reason)
+
+    def finish(self, context: Context, result: dict[str, Any]) -> dict[str, Any]:
+        super().finish(context, result)
+        downstream = [task for task in self.get_flat_relatives(upstream=False) if not task.is_teardown]
+        if result.get("promote") or not downstream:
+            return result
+        # skipping ends execute() before Airflow pushes its return value: push the decision first
+        context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=result)
+        self.log.info(
+            "Not promoted (%s): skipping %s", result.get("outcome"), ", ".join(t.task_id for t in downstream)
+        )
+        self.skip(ti=context["ti"], tasks=downstream)
+        return result  # not reached: skip() hands the downstream tasks to Airflow by raising
