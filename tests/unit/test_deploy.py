@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from include.ct.config import PipelineConfig
 from include.ct.modeling.pipeline_building import coerce_to_schema
-from include.ct.registry.deploy import json_records
+from include.ct.registry.deploy import held_out_records, json_records
 from include.ct_serving.schema import record_model
 from tools import datagen
 
@@ -33,3 +35,17 @@ def test_nan_in_any_feature_becomes_null(churn: PipelineConfig) -> None:
     numeric = next(name for name, spec in churn.features.items() if spec.type == "float")
     frame.loc[frame.index[2], numeric] = np.nan
     assert json_records(churn, pd.DataFrame(frame))[2][numeric] is None
+
+
+def test_held_out_records_are_the_files_first_rows_across_row_groups(
+    churn: PipelineConfig, tmp_path: Path
+) -> None:
+    """The deploy checks read the held-out file once, and only as many rows as they send."""
+    frame = coerce_to_schema(churn, datagen.churn_batch(50, day=1))
+    path = tmp_path / "test.parquet"
+    frame.to_parquet(path, row_group_size=7)  # batches end at row groups: 7 + 7 + ...
+
+    records = held_out_records(churn, str(path), 20)
+
+    assert records == json_records(churn, pd.read_parquet(path).head(20))
+    assert held_out_records(churn, str(path), 500) == json_records(churn, pd.read_parquet(path))

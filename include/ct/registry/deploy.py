@@ -316,15 +316,30 @@ def json_records(config: PipelineConfig, frame: pd.DataFrame) -> list[dict[str, 
     return records
 
 
+def held_out_records(config: PipelineConfig, test_path: str, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` held-out rows as JSON records, reading no more of the file than that."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    batches = []
+    with pq.ParquetFile(test_path) as held_out:
+        for batch in held_out.iter_batches(batch_size=count):  # a batch may end at a row group
+            batches.append(batch)
+            count -= batch.num_rows
+            if count <= 0:
+                break
+    if not batches:
+        return []
+    return json_records(config, pa.Table.from_batches(batches).to_pandas())
+
+
 def smoke_test(
-    config: PipelineConfig, service: ServiceClient, version: str, test_path: str
+    config: PipelineConfig, service: ServiceClient, version: str, records: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Held-out rows over HTTP must give exactly the offline predictions of the same version."""
-    import pandas as pd
-
     from include.ct.registry.served_model import load_served_model, records_frame
 
-    rows = json_records(config, pd.read_parquet(test_path).head(config.deploy.smoke_rows))
+    rows = records[: config.deploy.smoke_rows]
     answer = service.predict(config.name, rows)
     if str(answer.get("version")) != version:
         raise DeploymentCheckError(
@@ -346,11 +361,11 @@ def smoke_test(
     return {"smoke_rows": len(rows)}
 
 
-def latency_check(config: PipelineConfig, service: ServiceClient, test_path: str) -> dict[str, Any]:
+def latency_check(
+    config: PipelineConfig, service: ServiceClient, records: list[dict[str, Any]]
+) -> dict[str, Any]:
     """p95 of single-row requests must stay under ``deploy.latency_p95_ms``."""
-    import pandas as pd
-
-    rows = json_records(config, pd.read_parquet(test_path).head(config.deploy.latency_requests))
+    rows = records[: config.deploy.latency_requests]
     budget = config.deploy.latency_p95_ms
     allowed_slow = int(0.05 * config.deploy.latency_requests)  # more than this and p95 is over
     timings: list[float] = []
@@ -379,8 +394,11 @@ def verify_serving(
         raise DeploymentCheckError(f"the service could not load version {version}: {answer.get('detail')}")
     waited = wait_for_version(service, config.name, version, config.deploy.ready_timeout_seconds)
     checks: dict[str, Any] = {"ready_after_s": round(waited, 2)}
-    checks.update(smoke_test(config, service, version, test_path))
-    checks.update(latency_check(config, service, test_path))
+    records = held_out_records(
+        config, test_path, max(config.deploy.smoke_rows, config.deploy.latency_requests)
+    )
+    checks.update(smoke_test(config, service, version, records))
+    checks.update(latency_check(config, service, records))
     return checks
 
 
