@@ -675,12 +675,13 @@ def section_serving(results: dict[str, Any]) -> list[str]:
     if online:
         shadow, off = online["shadow"]["shadow"], online["shadow"]["off"]
         canary = online["canary"]
+        ratio = _get(online, "shadow", "paired", "qps_ratio")
+        paired = f"; the median of the rounds' paired QPS ratios was {ratio:.0%}" if ratio is not None else ""
         lines += [
             "",
             f"Online validation: with a challenger in shadow at 100% the champion served "
             f"{shadow['qps']} QPS (p50 {shadow['p50_ms']} ms) against {off['qps']} QPS "
-            f"(p50 {off['p50_ms']} ms) with none (concurrency 16, single row, medians of turns; the "
-            f"median of the rounds' paired QPS ratios was {online['shadow']['paired']['qps_ratio']:.0%}); a "
+            f"(p50 {off['p50_ms']} ms) with none (concurrency 16, single row, medians of turns{paired}); a "
             f"canary staged, stepped to {canary['steps'][-1]:.0%} and rolled back under load failed "
             f"{canary['failed_requests']} of {canary['requests']} requests.",
         ]
