@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from include.ct.config import PipelineConfig
 from include.ct.data.samples import schema_batch
 from include.ct.modeling.metrics import compute_metrics
-from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema, split
+from include.ct.modeling.pipeline_building import (
+    build_pipeline,
+    coerce_to_schema,
+    skops_trusted_types,
+    split,
+)
 from include.ct.modeling.train import fit_pipeline
 from tools import datagen
 
@@ -83,3 +89,61 @@ def test_the_logged_dataset_carries_the_configs_schema_and_the_projects_digest(
         assert columns[name].type == expected.get(spec.type, DataType.string)
     assert columns[churn.target].type == DataType.long
     assert '"mlflow_colspec"' in dataset.to_dict()["schema"]
+
+
+def _regression(config: PipelineConfig, model_type: str) -> PipelineConfig:
+    return config.model_copy(
+        update={
+            "task": "regression",
+            "target": "spend",
+            "target_values": None,
+            "metric": "r2",
+            "metrics": ["rmse", "mae"],
+            "model": config.model.model_copy(update={"type": model_type, "params": {}}),
+            "timestamp": None,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("task", "model_type"),
+    [
+        ("classification", "logistic_regression"),
+        ("classification", "random_forest"),
+        ("classification", "hist_gradient_boosting"),
+        ("regression", "ridge"),
+        ("regression", "random_forest"),
+        ("regression", "hist_gradient_boosting"),
+    ],
+)
+def test_the_named_skops_trusted_types_load_every_estimator(
+    churn: PipelineConfig, task: str, model_type: str
+) -> None:
+    """Named, not asked of skops: the list must hold every type skops would ask about."""
+    import skops.io
+
+    if task == "classification":
+        config = churn.model_copy(
+            update={"model": churn.model.model_copy(update={"type": model_type, "params": {}})}
+        )
+    else:
+        config = _regression(churn, model_type)
+    frame = coerce_to_schema(config, schema_batch(config, 600, day=1))
+    model = build_pipeline(config).fit(frame[config.feature_names], frame[config.target])
+    saved = skops.io.dumps(model)
+    trusted = skops_trusted_types(model)
+    assert set(skops.io.get_untrusted_types(data=saved)) <= set(trusted)
+    loaded = skops.io.loads(saved, trusted=trusted)
+    features = frame[config.feature_names].head(20)
+    np.testing.assert_allclose(loaded.predict(features), model.predict(features))
+
+
+def test_a_pipeline_of_other_steps_gets_its_trusted_types_from_skops(churn: PipelineConfig) -> None:
+    from sklearn.pipeline import Pipeline
+
+    from tests.helpers.broken_models import SlowTransformer
+
+    wrapped = Pipeline([("pause", SlowTransformer(0.0)), ("model", build_pipeline(churn))])
+    frame = coerce_to_schema(churn, datagen.churn_batch(600, day=1))
+    wrapped.fit(frame[churn.feature_names], frame["churned"])
+    assert "tests.helpers.broken_models.SlowTransformer" in skops_trusted_types(wrapped)

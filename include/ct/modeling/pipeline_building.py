@@ -150,3 +150,30 @@ def build_pipeline(config: PipelineConfig) -> Any:
     else:
         preprocess = ColumnTransformer(transformers, remainder="drop")
     return Pipeline([("preprocess", preprocess), ("model", estimator_class(**params))])
+
+
+# What the Pipelines of build_pipeline hold that skops does not trust by default: one-hot
+# encoders' dtype, forests' trees and gradient boosting's trees.
+SKOPS_TRUSTED_TYPES = (
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
+
+
+def skops_trusted_types(pipeline: Any) -> list[str]:
+    """The types skops must be told to trust to load ``pipeline``, beyond its defaults.
+
+    Named for the Pipelines :func:`build_pipeline` makes (all scikit-learn steps), so saving a
+    model does not serialize it a second time to ask skops; any other Pipeline is asked. Either
+    way MLflow loads the saved model back with the list, so a missing name fails the save.
+    """
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(pipeline, Pipeline) and all(
+        type(step).__module__.startswith("sklearn.") for _, step in pipeline.steps
+    ):
+        return list(SKOPS_TRUSTED_TYPES)
+    import skops.io
+
+    return list(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))

@@ -19,7 +19,12 @@ import pandas as pd
 from include.ct.config import FeatureSpec, PipelineConfig
 from include.ct.data.extract import accepted_set_version, load_training_snapshots
 from include.ct.modeling.metrics import metrics_of_scores, score
-from include.ct.modeling.pipeline_building import build_pipeline, coerce_to_schema, split
+from include.ct.modeling.pipeline_building import (
+    build_pipeline,
+    coerce_to_schema,
+    skops_trusted_types,
+    split,
+)
 from include.ct.modeling.plots import training_plots
 from include.ct.modeling.window import WindowChoice, choose_window
 from include.ct.monitoring.drift import reference_profile
@@ -225,13 +230,6 @@ def _pip_requirements() -> list[str]:
     return pins
 
 
-def _skops_trusted_types(model: Any) -> list[str]:
-    """Our own Pipeline's types, which skops asks us to trust explicitly."""
-    import skops.io
-
-    return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
-
-
 def log_pipeline_model(pipeline: Any, example: pd.DataFrame) -> Any:
     """Log a fitted Pipeline as the active run's model, as the service loads it: skops, with its
     signature, an input example and pinned requirements. Returns MLflow's ModelInfo."""
@@ -245,7 +243,7 @@ def log_pipeline_model(pipeline: Any, example: pd.DataFrame) -> Any:
         input_example=example,
         pip_requirements=_pip_requirements(),
         serialization_format="skops",
-        skops_trusted_types=_skops_trusted_types(pipeline),
+        skops_trusted_types=skops_trusted_types(pipeline),
     )
 
 
