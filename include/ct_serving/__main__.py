@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from include.ct.registry.served_model import (
     ModelLoadError,
+    json_records,
     load_served_model,
-    python_value,
     records_frame,
     sample_records,
 )
@@ -32,14 +32,10 @@ def check_main(args: argparse.Namespace) -> int:
     config = find_pipeline_config(args.pipeline)
     try:
         served = load_served_model(config, args.version)
-        frame = pd.read_parquet(args.sample) if args.sample else None
         rows = (
-            sample_records(config)
-            if frame is None
-            else [
-                {k: (None if v != v else python_value(v)) for k, v in row.items()}  # noqa: PLR0124
-                for row in frame[config.feature_names].head(args.rows).to_dict(orient="records")
-            ]
+            json_records(config, pd.read_parquet(args.sample).head(args.rows))
+            if args.sample
+            else sample_records(config)
         )
         predictions, _ = served.predict(records_frame(config, rows))
     except ModelLoadError as exc:

@@ -10,7 +10,7 @@ import httpx
 from include.ct.config import find_pipeline_config
 from include.ct.data.samples import schema_batch
 from include.ct.monitoring.monitor import labels_dir
-from include.ct.registry.deploy import json_records
+from include.ct.registry.served_model import json_records
 from tools import datagen
 
 

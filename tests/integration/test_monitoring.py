@@ -20,8 +20,8 @@ from include.ct.modeling.train import train_challenger
 from include.ct.monitoring.monitor import assess
 from include.ct.monitoring.prediction_log import PredictionLog
 from include.ct.registry import registry
-from include.ct.registry.deploy import deploy_version, json_records, register_candidate
-from include.ct.registry.served_model import load_served_model
+from include.ct.registry.deploy import deploy_version, register_candidate
+from include.ct.registry.served_model import json_records, load_served_model
 from testbed.services import MlflowServer
 from tests.helpers.airflow_runs import run_dag
 from tools import datagen

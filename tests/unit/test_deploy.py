@@ -9,7 +9,8 @@ import pandas as pd
 
 from include.ct.config import PipelineConfig
 from include.ct.modeling.pipeline_building import coerce_to_schema
-from include.ct.registry.deploy import held_out_records, json_records
+from include.ct.registry.deploy import held_out_records
+from include.ct.registry.served_model import json_records
 from include.ct_serving.schema import record_model
 from tools import datagen
 

@@ -24,7 +24,6 @@ from include.ct.registry import registry, staging
 
 if TYPE_CHECKING:
     import httpx
-    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -295,30 +294,11 @@ def wait_for_version(service: ServiceClient, name: str, version: str, timeout: f
     raise DeploymentCheckError(f"the service did not serve version {version} within {timeout} s: {last}")
 
 
-def json_records(config: PipelineConfig, frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as JSON-ready records of the schema's features (NaN becomes null).
-
-    An integer feature with missing values is stored as float (14.0); it goes out as 14, since
-    the service's schema-strict integer fields refuse 14.0.
-    """
-    integers = {name for name, spec in config.features.items() if spec.type == "integer"}
-    records = []
-    for row in frame[config.feature_names].to_dict(orient="records"):
-        record: dict[str, Any] = {}
-        for key, value in row.items():
-            plain = value.item() if hasattr(value, "item") else value
-            if isinstance(plain, float) and math.isnan(plain):
-                plain = None
-            elif key in integers and isinstance(plain, float) and plain.is_integer():
-                plain = int(plain)
-            record[str(key)] = plain
-        records.append(record)
-    return records
-
-
 def held_out_records(config: PipelineConfig, test_path: str, count: int) -> list[dict[str, Any]]:
     """The first ``count`` held-out rows as JSON records: read once for all the deploy checks."""
     import pandas as pd
+
+    from include.ct.registry.served_model import json_records
 
     return json_records(config, pd.read_parquet(test_path).head(count))
 

@@ -9,6 +9,7 @@ blocks) is used only where it reproduces the Pipeline's answers exactly.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -143,6 +144,27 @@ class ServedModel:
         }
 
 
+def json_records(config: PipelineConfig, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready records of the schema's features (NaN becomes null).
+
+    An integer feature with missing values is stored as float (14.0); it goes out as 14, since
+    the service's schema-strict integer fields refuse 14.0.
+    """
+    integers = {name for name, spec in config.features.items() if spec.type == "integer"}
+    records = []
+    for row in frame[config.feature_names].to_dict(orient="records"):
+        record: dict[str, Any] = {}
+        for key, value in row.items():
+            plain = python_value(value)
+            if isinstance(plain, float) and math.isnan(plain):
+                plain = None
+            elif key in integers and isinstance(plain, float) and plain.is_integer():
+                plain = int(plain)
+            record[str(key)] = plain
+        records.append(record)
+    return records
+
+
 def python_value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
@@ -171,11 +193,7 @@ def records_frame(config: PipelineConfig, records: Sequence[dict[str, Any]]) -> 
 
 def sample_records(config: PipelineConfig, rows: int = 8) -> list[dict[str, Any]]:
     """Schema-conformant records for warming up and checking a freshly loaded model."""
-    frame = schema_batch(config, rows, day=0, seed=11)[config.feature_names]
-    return [
-        {key: (None if value != value else python_value(value)) for key, value in row.items()}  # noqa: PLR0124
-        for row in frame.to_dict(orient="records")
-    ]
+    return json_records(config, schema_batch(config, rows, day=0, seed=11))
 
 
 def load_served_model(config: PipelineConfig, version: str | None = None) -> ServedModel:
