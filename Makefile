@@ -57,7 +57,7 @@ lock: | $(PY)
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy include tools simulation
+	$(VENV)/bin/mypy include tools simulation bench testbed
 	PYTHONPATH=$(CURDIR):$(CURDIR)/plugins $(VENV)/bin/lint-imports
 
 format: install

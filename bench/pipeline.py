@@ -37,8 +37,8 @@ from bench.measure import (
     summarize,
     write_result,
 )
-from bench.serving import free_port, stop, wait_for
-from testbed.services import MLFLOW_SERVER_ENV, mlflow_server_command
+from bench.serving import stop, wait_for
+from testbed.services import MLFLOW_SERVER_ENV, free_port, mlflow_server_command
 
 STAGES = ("extract", "validate", "train", "evaluate", "register", "deploy")
 VENV_BIN = Path(sys.executable).parent

@@ -172,6 +172,10 @@ def _validation_share_target(results: dict[str, Any], arrival: float | None) -> 
     )
 
 
+def _at_most(limit: float) -> Callable[[float], bool]:
+    return lambda value: value <= limit
+
+
 def _direct_deploy_targets(results: dict[str, Any]) -> list[Target]:
     """Data arrival to the new champion serving, with `strategy: direct`, within its limit per size."""
     found = []
@@ -182,7 +186,7 @@ def _direct_deploy_targets(results: dict[str, Any]) -> list[Target]:
                 f"direct deploy: arrival to the new champion serving <= {limit:g} s at {int(size):,} rows",
                 COMMANDS["orchestrated"],
                 arrival,
-                lambda v, limit=limit: v <= limit,
+                _at_most(limit),
                 f"{arrival:.1f} s" if arrival is not None else "",
             )
         )
@@ -254,8 +258,11 @@ def batch_targets(results: dict[str, Any]) -> list[Target]:
     }
     worst = max(ratios.values(), default=None)
     shown = ", ".join(f"{ratio:.2f}x at {int(size):,} rows" for size, ratio in ratios.items())
-    peaks = {size: median(_get(sizes[size], "in_process", "peak_rss_mib")) for size in ordered}
-    peaks = {size: peak for size, peak in peaks.items() if peak is not None}
+    peaks = {
+        size: peak
+        for size in ordered
+        if (peak := median(_get(sizes[size], "in_process", "peak_rss_mib"))) is not None
+    }
     flat = None
     if HUGE in peaks and len(peaks) >= 2:
         smallest = peaks[min(peaks, key=int)]

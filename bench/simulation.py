@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from bench.serving import free_port, wait_for
+from bench.serving import wait_for
 from include.ct.config import (
     BUNDLED_PIPELINES_DIR,
     PipelineConfig,
@@ -65,7 +65,7 @@ from simulation.records import BASELINES, POLICIES, DayRecord, SimulationResult,
 from simulation.report import log_to_mlflow, write_report
 from simulation.scenario import DayBatch, Scenario, stream
 from simulation.scoring import Answers, Scored
-from testbed.services import MLFLOW_SERVER_ENV, mlflow_server_command
+from testbed.services import MLFLOW_SERVER_ENV, free_port, mlflow_server_command
 
 log = logging.getLogger("bench.simulation")
 
