@@ -18,6 +18,20 @@ from include.ct.modeling.train import fit_pipeline
 from tools import datagen
 
 
+def _regression(config: PipelineConfig, model_type: str) -> PipelineConfig:
+    return config.model_copy(
+        update={
+            "task": "regression",
+            "target": "spend",
+            "target_values": None,
+            "metric": "r2",
+            "metrics": ["rmse", "mae"],
+            "model": config.model.model_copy(update={"type": model_type, "params": {}}),
+            "timestamp": None,
+        }
+    )
+
+
 def test_time_aware_split_holds_out_the_newest_rows(churn: PipelineConfig) -> None:
     frame = coerce_to_schema(churn, datagen.churn_batch(400, day=1))
     train, test = split(churn, frame)
@@ -35,17 +49,7 @@ def test_classifier_learns_churn(churn: PipelineConfig) -> None:
 
 
 def test_regressor_learns_schema_data(churn: PipelineConfig) -> None:
-    config = churn.model_copy(
-        update={
-            "task": "regression",
-            "target": "spend",
-            "target_values": None,
-            "metric": "r2",
-            "metrics": ["rmse", "mae"],
-            "model": churn.model.model_copy(update={"type": "ridge", "params": {}}),
-            "timestamp": None,
-        }
-    )
+    config = _regression(churn, "ridge")
     frame = coerce_to_schema(config, schema_batch(config, 2000, day=1))
     train, test = split(config, frame)
     model = build_pipeline(config).fit(train[config.feature_names], train["spend"])
@@ -89,20 +93,6 @@ def test_the_logged_dataset_carries_the_configs_schema_and_the_projects_digest(
         assert columns[name].type == expected.get(spec.type, DataType.string)
     assert columns[churn.target].type == DataType.long
     assert '"mlflow_colspec"' in dataset.to_dict()["schema"]
-
-
-def _regression(config: PipelineConfig, model_type: str) -> PipelineConfig:
-    return config.model_copy(
-        update={
-            "task": "regression",
-            "target": "spend",
-            "target_values": None,
-            "metric": "r2",
-            "metrics": ["rmse", "mae"],
-            "model": config.model.model_copy(update={"type": model_type, "params": {}}),
-            "timestamp": None,
-        }
-    )
 
 
 @pytest.mark.parametrize(
