@@ -17,7 +17,7 @@ from ct_airflow.operators.batch import (
     ScoreBatchOperator,
     ValidateBatchOperator,
 )
-from include.ct.config import PipelineConfig, iter_pipeline_configs
+from include.ct.config import PipelineConfig, effective_pipeline_configs
 
 BATCH_DOC = """
 ### Batch scoring of `{model}`
@@ -127,6 +127,6 @@ def build_batch_dag(config: PipelineConfig) -> DAG:
     return dag
 
 
-for _path, _loaded in iter_pipeline_configs():
+for _path, _loaded in effective_pipeline_configs():
     if isinstance(_loaded, PipelineConfig) and _loaded.batch is not None:
         globals()[f"{_loaded.dag_id}_batch"] = build_batch_dag(_loaded)

@@ -15,7 +15,7 @@ from airflow.sdk import DAG
 
 from ct_airflow.operators import MonitorOperator
 from ct_airflow.retrain import RetrainTriggerOperator
-from include.ct.config import PipelineConfig, iter_pipeline_configs
+from include.ct.config import PipelineConfig, effective_pipeline_configs
 
 MONITOR_DOC = """
 ### Monitoring of `{model}`
@@ -88,6 +88,6 @@ def build_monitor_dag(config: PipelineConfig) -> DAG:
     return dag
 
 
-for _path, _loaded in iter_pipeline_configs():
+for _path, _loaded in effective_pipeline_configs():
     if isinstance(_loaded, PipelineConfig) and _loaded.monitoring.schedule is not None:
         globals()[f"{_loaded.dag_id}_monitor"] = build_monitor_dag(_loaded)

@@ -33,7 +33,7 @@ from ct_airflow.operators import (
 from ct_airflow.run_notes import MANUAL_REASON
 from ct_airflow.runtime import container_operator
 from ct_airflow.triggers import NewBatchTrigger, NewRowsTrigger
-from include.ct.config import ConfigError, PipelineConfig, iter_pipeline_configs
+from include.ct.config import ConfigError, PipelineConfig, effective_pipeline_configs
 
 
 def service_retries(config: PipelineConfig) -> dict[str, Any]:
@@ -353,7 +353,7 @@ class BrokenPipelineDag(DAG):
 
 _CONFIG_ERRORS: dict[str, ConfigError] = {}
 
-for _path, _loaded in iter_pipeline_configs():
+for _path, _loaded in effective_pipeline_configs():
     if isinstance(_loaded, ConfigError):
         _dag_id = f"ct_{_path.stem}"
         _CONFIG_ERRORS[_dag_id] = _loaded

@@ -630,23 +630,29 @@ def iter_pipeline_configs() -> Iterator[tuple[Path, PipelineConfig | ConfigError
             yield path, exc
 
 
-def pipeline_configs() -> dict[str, PipelineConfig]:
-    """The valid configs by name. As for the DAGs and ``find_pipeline_config``, the last folder
-    wins: a config in ``CT_PIPELINES_DIR`` replaces a bundled one of the same name, and a broken
-    one (named by its file) leaves that name out rather than fall back to the bundled config."""
-    configs: dict[str, PipelineConfig] = {}
+def effective_pipeline_configs() -> list[tuple[Path, PipelineConfig | ConfigError]]:
+    """One config per name, as the DAGs, the service and the CLIs all see them: the last folder
+    wins, so a config in ``CT_PIPELINES_DIR`` replaces a bundled one of the same name, and a broken
+    one (named by its file) replaces it with its error rather than fall back to the bundled one."""
+    chosen: dict[str, tuple[Path, PipelineConfig | ConfigError]] = {}
     for path, loaded in iter_pipeline_configs():
-        if isinstance(loaded, PipelineConfig):
-            configs[loaded.name] = loaded
-        else:
-            configs.pop(path.stem, None)
-    return configs
+        chosen[loaded.name if isinstance(loaded, PipelineConfig) else path.stem] = (path, loaded)
+    return list(chosen.values())
+
+
+def pipeline_configs() -> dict[str, PipelineConfig]:
+    """The valid configs by name, one per name (see ``effective_pipeline_configs``)."""
+    return {
+        loaded.name: loaded
+        for _, loaded in effective_pipeline_configs()
+        if isinstance(loaded, PipelineConfig)
+    }
 
 
 def find_pipeline_config(name: str) -> PipelineConfig:
-    """The config whose ``name`` is ``name``; used by CLIs and tasks. Like the DAG factory, the
-    last folder wins: a config in ``CT_PIPELINES_DIR`` replaces a bundled one of the same name."""
-    for path, loaded in reversed(list(iter_pipeline_configs())):
+    """The config whose ``name`` is ``name``, one per name as the DAGs see it; used by CLIs and
+    tasks. A broken config in its place raises its error."""
+    for path, loaded in effective_pipeline_configs():
         if isinstance(loaded, PipelineConfig) and loaded.name == name:
             return loaded
         if isinstance(loaded, ConfigError) and path.stem == name:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from include.ct.config import PipelineConfig, iter_pipeline_configs
+from include.ct.config import PipelineConfig, effective_pipeline_configs
 from include.ct.monitoring.prediction_log import PredictionLog
 from include.ct.registry import registry, staging
 from include.ct.registry.served_model import ModelLoadError, ServedModel, load_served_model
@@ -249,11 +249,10 @@ class ModelServer:
 def configured_pipelines(names: Sequence[str] | None = None) -> list[PipelineConfig]:
     """The valid pipeline configs to serve (all, or those named; one per name, as the DAGs see
     them); broken ones are logged."""
-    configs: dict[str, PipelineConfig] = {}
-    for path, loaded in iter_pipeline_configs():
+    configs: list[PipelineConfig] = []
+    for path, loaded in effective_pipeline_configs():
         if not isinstance(loaded, PipelineConfig):
             log.error("not serving %s: %s", path, loaded)
-            continue
-        if names is None or loaded.name in names:
-            configs[loaded.name] = loaded
-    return list(configs.values())
+        elif names is None or loaded.name in names:
+            configs.append(loaded)
+    return configs

@@ -213,11 +213,22 @@ def test_a_config_in_the_pipelines_dir_replaces_the_bundled_one_in_every_dag(
 
     from testbed.services import copy_config
 
-    copy_config(REPO_ROOT / "include/pipelines/churn.yaml", tmp_path, **{"owner: mlops": "owner: churn-team"})
+    copy_config(
+        REPO_ROOT / "include/pipelines/churn.yaml",
+        tmp_path,
+        **{
+            "owner: mlops": "owner: churn-team",
+            'schedule: "@daily"': "schedule: null",
+            "  path: landing/churn\n": "  path: landing/churn\n  watch: false\n",
+        },
+    )
     monkeypatch.setenv("CT_PIPELINES_DIR", str(tmp_path))
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert bag.import_errors == {}
-    assert bag.dags["ct_churn"].owner == "churn-team"
+    # Airflow collects a DAG file's DAGs in a set: were both configs built, either could win.
+    for dag_id in ("ct_churn", "ct_churn_rollback", "ct_churn_monitor", "ct_churn_batch"):
+        assert bag.dags[dag_id].owner == "churn-team", dag_id
+    assert type(bag.dags["ct_churn"].timetable).__name__ == "NullTimetable"  # no schedule, no watcher
     housekeeping = bag.dags["ct_housekeeping"]
     assert [t for t in housekeeping.task_ids if t == "housekeep_churn"] == ["housekeep_churn"]
     assert housekeeping.get_task("housekeep_churn").owner == "churn-team"

@@ -10,6 +10,7 @@ import yaml
 from include.ct.config import (
     BUNDLED_PIPELINES_DIR,
     ConfigError,
+    effective_pipeline_configs,
     find_pipeline_config,
     load_pipeline_config,
     metric_higher_is_better,
@@ -99,10 +100,13 @@ def test_a_config_in_the_pipelines_dir_replaces_the_bundled_one_and_a_broken_one
 ) -> None:
     monkeypatch.setenv("CT_PIPELINES_DIR", str(tmp_path))
     write(tmp_path, owner="churn-team").rename(tmp_path / "churn.yaml")
+    assert [path for path, _ in effective_pipeline_configs()] == [tmp_path / "churn.yaml"]
     assert pipeline_configs()["churn"].owner == "churn-team"
     assert find_pipeline_config("churn").owner == "churn-team"
     (tmp_path / "churn.yaml").write_text("name: churn\nmetric: [broken\n")
     assert "churn" not in pipeline_configs()  # not the bundled churn in its place
+    ((path, error),) = effective_pipeline_configs()
+    assert path == tmp_path / "churn.yaml" and isinstance(error, ConfigError)
     with pytest.raises(ConfigError):
         find_pipeline_config("churn")
 
