@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from include.ct.config import PipelineConfig
+from include.ct.config import CLASSIFIERS, REGRESSORS, PipelineConfig
 from include.ct.data.samples import schema_batch
 from include.ct.modeling.metrics import compute_metrics
 from include.ct.modeling.pipeline_building import (
@@ -98,12 +98,8 @@ def test_the_logged_dataset_carries_the_configs_schema_and_the_projects_digest(
 @pytest.mark.parametrize(
     ("task", "model_type"),
     [
-        ("classification", "logistic_regression"),
-        ("classification", "random_forest"),
-        ("classification", "hist_gradient_boosting"),
-        ("regression", "ridge"),
-        ("regression", "random_forest"),
-        ("regression", "hist_gradient_boosting"),
+        *(("classification", model_type) for model_type in CLASSIFIERS),
+        *(("regression", model_type) for model_type in REGRESSORS),
     ],
 )
 def test_the_named_skops_trusted_types_load_every_estimator(
