@@ -7,7 +7,13 @@ import pytest
 
 from include.ct.config import CLASSIFIERS, REGRESSORS, PipelineConfig
 from include.ct.data.samples import schema_batch
-from include.ct.modeling.metrics import compute_metrics
+from include.ct.modeling.metrics import (
+    compute_metrics,
+    metrics_of_scores,
+    score,
+    slice_metrics,
+    slice_positions,
+)
 from include.ct.modeling.pipeline_building import (
     build_pipeline,
     coerce_to_schema,
@@ -46,6 +52,20 @@ def test_classifier_learns_churn(churn: PipelineConfig) -> None:
     metrics = compute_metrics(churn, model, test[churn.feature_names], test["churned"])
     assert metrics["roc_auc"] > churn.promotion.threshold
     assert set(metrics) == {"roc_auc", "accuracy", "f1", "log_loss"}
+
+
+def test_slices_are_judged_on_the_primary_metric_the_whole_rows_give(churn: PipelineConfig) -> None:
+    train = coerce_to_schema(churn, datagen.churn_batch(2000, day=1))
+    test = coerce_to_schema(churn, datagen.churn_batch(1000, day=2))
+    model = build_pipeline(churn).fit(train[churn.feature_names], train["churned"])
+    scores = score(churn, model, test[churn.feature_names])
+    only = metrics_of_scores(churn, scores, test["churned"], (churn.metric,))
+    assert only == {churn.metric: metrics_of_scores(churn, scores, test["churned"])[churn.metric]}
+    slices = slice_metrics(churn, model, test, scores=scores)
+    assert slices and all(set(values) == {churn.metric, "rows"} for values in slices.values())
+    for key, rows in slice_positions(churn, test).items():
+        whole = metrics_of_scores(churn, scores.take(rows), test["churned"].iloc[rows])
+        assert slices[key][churn.metric] == whole[churn.metric]
 
 
 def test_regressor_learns_schema_data(churn: PipelineConfig) -> None:

@@ -7,6 +7,7 @@ training-window choice and the simulation, so each scores models the same way.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,15 +50,19 @@ def compute_metrics(
     return metrics_of_scores(config, score(config, model, features), target)
 
 
-def metrics_of_scores(config: PipelineConfig, scores: Scores, target: pd.Series) -> dict[str, float]:
-    """Every metric of the config from one prediction pass (NaN where undefined)."""
+def metrics_of_scores(
+    config: PipelineConfig, scores: Scores, target: pd.Series, metrics: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Every metric of the config, or only ``metrics``, from one prediction pass (NaN where
+    undefined)."""
     from sklearn import metrics as skm
 
+    wanted = config.all_metrics if metrics is None else metrics
     results: dict[str, float] = {}
     if config.task == "regression":
         predicted = scores.predicted
         actual = np.asarray(target, dtype=float)
-        for metric in config.all_metrics:
+        for metric in wanted:
             if metric == "rmse":
                 results[metric] = float(math.sqrt(skm.mean_squared_error(actual, predicted)))
             elif metric == "mae":
@@ -71,7 +76,7 @@ def metrics_of_scores(config: PipelineConfig, scores: Scores, target: pd.Series)
     binary = len(classes) == 2
     probabilities = scores.probabilities
     single_class = pd.Series(target).nunique() < 2
-    for metric in config.all_metrics:
+    for metric in wanted:
         if metric == "accuracy":
             results[metric] = float(skm.accuracy_score(target, predicted))
         elif metric == "f1":
@@ -126,7 +131,7 @@ def slice_metrics(
     results: dict[str, dict[str, float]] = {}
     for key, positions in slice_positions(config, test).items():
         target = test[config.target].iloc[positions]
-        metric = metrics_of_scores(config, scores.take(positions), target)[config.metric]
+        metric = metrics_of_scores(config, scores.take(positions), target, (config.metric,))[config.metric]
         if not math.isnan(metric):
             results[key] = {config.metric: metric, "rows": float(len(positions))}
     return results
