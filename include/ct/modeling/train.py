@@ -349,9 +349,13 @@ def train_challenger(config: PipelineConfig, lineage: registry.Lineage) -> Train
         log.info("Fitted in %.1f s", fit_seconds)
         scores = score(config, pipeline, test[features])
         metrics = metrics_of_scores(config, scores, test[config.target])
-        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        mlflow.log_metric("fit_seconds", fit_seconds)
-        mlflow.log_metrics({f"window_probe_{count}": value for count, value in window.scores.items()})
+        mlflow.log_metrics(
+            {
+                **{f"test_{k}": v for k, v in metrics.items()},
+                "fit_seconds": fit_seconds,
+                **{f"window_probe_{count}": value for count, value in window.scores.items()},
+            }
+        )
 
         log_pipeline_model(pipeline, example)
         with tempfile.TemporaryDirectory() as tmp_dir:
