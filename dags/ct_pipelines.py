@@ -33,7 +33,7 @@ from ct_airflow.operators import (
 from ct_airflow.run_notes import MANUAL_REASON
 from ct_airflow.runtime import container_operator
 from ct_airflow.triggers import NewBatchTrigger, NewRowsTrigger
-from include.ct.config import ConfigError, PipelineConfig, effective_pipeline_configs
+from include.ct.config import ConfigError, PipelineConfig, effective_pipeline_configs, pipeline_name
 
 
 def service_retries(config: PipelineConfig) -> dict[str, Any]:
@@ -355,7 +355,7 @@ _CONFIG_ERRORS: dict[str, ConfigError] = {}
 
 for _path, _loaded in effective_pipeline_configs():
     if isinstance(_loaded, ConfigError):
-        _dag_id = f"ct_{_path.stem}"
+        _dag_id = f"ct_{pipeline_name(_path, _loaded)}"
         _CONFIG_ERRORS[_dag_id] = _loaded
         globals()[_dag_id] = BrokenPipelineDag(dag_id=_dag_id, schedule=None)
     else:

@@ -30,13 +30,21 @@ CLASSIFIERS = ("logistic_regression", "random_forest", "hist_gradient_boosting")
 REGRESSORS = ("ridge", "random_forest", "hist_gradient_boosting")
 
 
-class ConfigError(ValueError):
-    """A pipeline config is invalid; the message names the file and the key."""
+PIPELINE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
-    def __init__(self, path: Path | str, key: str, problem: str) -> None:
+
+class ConfigError(ValueError):
+    """A pipeline config is invalid; the message names the file and the key.
+
+    ``pipeline`` is the name the file declares when it could be read that far, so the error takes
+    that pipeline's place (its DAG id, an override's target) instead of one named after the file.
+    """
+
+    def __init__(self, path: Path | str, key: str, problem: str, *, pipeline: str | None = None) -> None:
         self.path = str(path)
         self.key = key
         self.problem = problem
+        self.pipeline = pipeline
         super().__init__(f"{self.path}: key '{key}': {problem}")
 
 
@@ -463,7 +471,7 @@ class PipelineConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", value):
+        if not PIPELINE_NAME.fullmatch(value):
             raise ValueError("use lowercase letters, digits and '_', starting with a letter")
         return value
 
@@ -589,9 +597,11 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
         raise ConfigError(path, "(file)", f"cannot be read: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(path, "(top level)", "must be a mapping of keys to values")
+    declared = raw.get("name")
+    pipeline = declared if isinstance(declared, str) and PIPELINE_NAME.fullmatch(declared) else None
     for required in ("name", "target", "task", "features", "metric", "promotion"):
         if required not in raw:
-            raise ConfigError(path, required, "is required but missing")
+            raise ConfigError(path, required, "is required but missing", pipeline=pipeline)
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
@@ -605,14 +615,14 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
             message = "unknown key (check its spelling)"
         elif got is not None and not isinstance(got, dict | list) and key != "(top level)":
             message = f"{message} (got {got!r})"
-        raise ConfigError(path, key, message) from exc
+        raise ConfigError(path, key, message, pipeline=pipeline) from exc
 
 
 def pipeline_config_paths() -> list[Path]:
     """Every pipeline YAML: the bundled ones, then those in ``CT_PIPELINES_DIR`` when set."""
     folders = [BUNDLED_PIPELINES_DIR]
     extra = os.environ.get("CT_PIPELINES_DIR")
-    if extra:
+    if extra and Path(extra).resolve() != BUNDLED_PIPELINES_DIR.resolve():  # each folder read once
         folders.append(Path(extra))
     paths: list[Path] = []
     for folder in folders:
@@ -630,13 +640,35 @@ def iter_pipeline_configs() -> Iterator[tuple[Path, PipelineConfig | ConfigError
             yield path, exc
 
 
+def pipeline_name(path: Path, loaded: PipelineConfig | ConfigError) -> str:
+    """The pipeline a config file stands for: its name, or for a broken file the name it declares,
+    else the file's own name."""
+    if isinstance(loaded, PipelineConfig):
+        return loaded.name
+    return loaded.pipeline or path.stem
+
+
 def effective_pipeline_configs() -> list[tuple[Path, PipelineConfig | ConfigError]]:
     """One config per name, as the DAGs, the service and the CLIs all see them: the last folder
     wins, so a config in ``CT_PIPELINES_DIR`` replaces a bundled one of the same name, and a broken
-    one (named by its file) replaces it with its error rather than fall back to the bundled one."""
+    one replaces it with its error rather than fall back to the bundled one. Two files of one
+    folder naming the same pipeline are an error naming both: neither is picked silently."""
     chosen: dict[str, tuple[Path, PipelineConfig | ConfigError]] = {}
     for path, loaded in iter_pipeline_configs():
-        chosen[loaded.name if isinstance(loaded, PipelineConfig) else path.stem] = (path, loaded)
+        name = pipeline_name(path, loaded)
+        earlier = chosen.get(name)
+        if earlier is not None and earlier[0].parent == path.parent:
+            duplicate = ConfigError(
+                path,
+                "name",
+                f"'{name}' is already the name of {earlier[0]} in the same folder: give each "
+                "pipeline its own name (a file in CT_PIPELINES_DIR replaces a bundled one of the "
+                "same name)",
+                pipeline=name,
+            )
+            chosen[name] = (path, duplicate)
+        else:
+            chosen[name] = (path, loaded)
     return list(chosen.values())
 
 
@@ -655,6 +687,6 @@ def find_pipeline_config(name: str) -> PipelineConfig:
     for path, loaded in effective_pipeline_configs():
         if isinstance(loaded, PipelineConfig) and loaded.name == name:
             return loaded
-        if isinstance(loaded, ConfigError) and path.stem == name:
+        if isinstance(loaded, ConfigError) and pipeline_name(path, loaded) == name:
             raise loaded
     raise KeyError(f"no pipeline config named '{name}' in {[str(p) for p in pipeline_config_paths()]}")

@@ -232,3 +232,21 @@ def test_a_config_in_the_pipelines_dir_replaces_the_bundled_one_in_every_dag(
     housekeeping = bag.dags["ct_housekeeping"]
     assert [t for t in housekeeping.task_ids if t == "housekeep_churn"] == ["housekeep_churn"]
     assert housekeeping.get_task("housekeep_churn").owner == "churn-team"
+
+
+def test_two_configs_of_one_folder_naming_one_pipeline_break_that_dag_naming_both_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from testbed.services import copy_config
+
+    churn = REPO_ROOT / "include/pipelines/churn.yaml"
+    first = copy_config(churn, tmp_path, "team_a.yaml", **{"name: churn\n": "name: shared\n"})
+    second = copy_config(churn, tmp_path, "team_b.yaml", **{"name: churn\n": "name: shared\n"})
+    monkeypatch.setenv("CT_PIPELINES_DIR", str(tmp_path))
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    errors = list(bag.import_errors.values())
+    assert len(errors) == 1 and str(first) in errors[0] and str(second) in errors[0], errors
+    assert "ct_shared" not in bag.dags and "ct_shared_rollback" not in bag.dags
+    assert "ct_churn" in bag.dags  # the other pipelines still load

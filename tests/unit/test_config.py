@@ -17,6 +17,7 @@ from include.ct.config import (
     parse_yaml,
     pipeline_config_paths,
     pipeline_configs,
+    pipeline_name,
 )
 
 CHURN = BUNDLED_PIPELINES_DIR / "churn.yaml"
@@ -109,6 +110,47 @@ def test_a_config_in_the_pipelines_dir_replaces_the_bundled_one_and_a_broken_one
     assert path == tmp_path / "churn.yaml" and isinstance(error, ConfigError)
     with pytest.raises(ConfigError):
         find_pipeline_config("churn")
+
+
+def test_a_broken_override_named_after_another_file_still_replaces_the_pipeline_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CT_PIPELINES_DIR", str(tmp_path))
+    override = write(tmp_path, metric="auc").rename(tmp_path / "churn_for_team_b.yaml")
+    ((path, error),) = effective_pipeline_configs()
+    assert path == override and isinstance(error, ConfigError)
+    assert error.pipeline == "churn" and pipeline_name(path, error) == "churn"
+    with pytest.raises(ConfigError, match="got 'auc'"):
+        find_pipeline_config("churn")
+    # a file too broken to declare a usable name stands for its file name
+    (tmp_path / "churn_for_team_b.yaml").write_text("name: Churn B\n")
+    ((path, error),) = [(p, e) for p, e in effective_pipeline_configs() if p.parent == tmp_path]
+    assert isinstance(error, ConfigError) and pipeline_name(path, error) == "churn_for_team_b"
+    assert pipeline_configs()["churn"].owner == load_pipeline_config(CHURN).owner
+
+
+def test_two_files_of_one_folder_naming_the_same_pipeline_are_an_error_naming_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CT_PIPELINES_DIR", str(tmp_path))
+    first = write(tmp_path, name="other", owner="team-a").rename(tmp_path / "a.yaml")
+    second = write(tmp_path, name="other", owner="team-b").rename(tmp_path / "b.yaml")
+    assert "other" not in pipeline_configs()  # neither is picked silently
+    ((path, error),) = [(p, e) for p, e in effective_pipeline_configs() if p.parent == tmp_path]
+    assert path == second and isinstance(error, ConfigError) and error.key == "name"
+    assert str(first) in str(error) and str(second) in str(error)
+    with pytest.raises(ConfigError, match="already the name of"):
+        find_pipeline_config("other")
+    # the bundled folder named again as CT_PIPELINES_DIR is read once, not clashing with itself
+    monkeypatch.setenv("CT_PIPELINES_DIR", str(BUNDLED_PIPELINES_DIR))
+    assert pipeline_config_paths() == sorted(BUNDLED_PIPELINES_DIR.glob("*.yaml"))
+    assert "churn" in pipeline_configs()
+    monkeypatch.setenv("CT_PIPELINES_DIR", str(tmp_path))
+    # across folders the same name is an override, not a clash
+    first.unlink()
+    second.unlink()
+    write(tmp_path, owner="team-a").rename(tmp_path / "a.yaml")
+    assert pipeline_configs()["churn"].owner == "team-a"
 
 
 def test_metric_directions() -> None:
