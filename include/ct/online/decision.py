@@ -3,8 +3,9 @@
 Guardrails come first and need no labels: a challenger the service could not load, or whose
 error rate or p99 latency is over budget, is rolled back at once. Quality is judged on the
 always-valid interval of the live paired improvement, so the evidence may be read on every poll:
-promote once the challenger is surely no worse than ``tolerance``, roll back once it is surely
-worse than that, and give up (roll back) when ``max_wait_hours`` pass without either.
+promote once the challenger is surely no worse than ``tolerance`` (a canary at whichever step it
+has reached), roll back once it is surely worse than that, and give up (roll back) when
+``max_wait_hours`` pass without either.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from include.ct.online.sequential import SequentialInterval, always_valid_interv
 from include.ct.registry.staging import StagedChallenger
 
 Action = Literal["promote", "rollback", "advance", "wait"]
+INFRA_PREFIX = "infra: "  # a rollback whose reason starts so is an infra failure (``rejected_infra``)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,25 @@ def next_share(config: PipelineConfig, share: float) -> float | None:
     return later[0] if later else None
 
 
+def guardrail_decision(
+    config: PipelineConfig, staged: StagedChallenger, service_status: dict[str, Any] | None
+) -> OnlineDecision | None:
+    """The rollback the service's own figures call for (a failed load, errors, latency), or None:
+    judged before any evidence is read, so a breach never waits on the prediction log."""
+    stats = (service_status or {}).get("versions", {}).get(staged.version)
+    if service_status is not None and service_status.get("challenger_state") == "failed":
+        problem = service_status.get("challenger_error") or "the service could not load it"
+        return OnlineDecision(
+            "rollback",
+            f"{INFRA_PREFIX}version {staged.version} did not load: {problem}",
+            guardrails=dict(stats or {}),
+        )
+    breach = guardrail_breach(config, stats)
+    if breach:
+        return OnlineDecision("rollback", f"guardrail: {breach}", guardrails=dict(stats or {}))
+    return None
+
+
 def decide(
     config: PipelineConfig,
     staged: StagedChallenger,
@@ -85,12 +106,9 @@ def decide(
     def made(action: Action, reason: str, share: float | None = None) -> OnlineDecision:
         return OnlineDecision(action, reason, share, interval, evidence.to_dict(), dict(stats or {}))
 
-    if service_status is not None and service_status.get("challenger_state") == "failed":
-        problem = service_status.get("challenger_error") or "the service could not load it"
-        return made("rollback", f"infra: version {staged.version} did not load: {problem}")
-    breach = guardrail_breach(config, stats)
-    if breach:
-        return made("rollback", f"guardrail: {breach}")
+    guarded = guardrail_decision(config, staged, service_status)
+    if guarded is not None:
+        return made(guarded.action, guarded.reason)
 
     if evidence.comparison is not None and evidence.labelled_pairs >= online.min_labels:
         interval = always_valid_interval(
@@ -102,6 +120,8 @@ def decide(
                 f"live {evidence.metric}: challenger worse than the champion by more than "
                 f"{online.tolerance:g}: {interval.describe()}",
             )
+        # Proven at any canary step: the steps bound the exposure while evidence accumulates,
+        # and the always-valid interval already covers every look.
         if interval.low > -online.tolerance:
             return made(
                 "promote",

@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from include.ct.config import PipelineConfig
-from include.ct.online.decision import Action, OnlineDecision, decide, live_confidence
+from include.ct.online.decision import (
+    INFRA_PREFIX,
+    Action,
+    OnlineDecision,
+    decide,
+    guardrail_decision,
+    live_confidence,
+)
 from include.ct.online.evidence import gather
 from include.ct.registry import registry, staging
 from include.ct.registry.deploy import (
@@ -33,6 +40,7 @@ from include.ct.registry.deploy import (
 log = logging.getLogger(__name__)
 
 ONLINE_STRATEGIES = ("shadow", "canary")
+SETTLED = ("promoted", "rejected_online", "rejected_infra")  # how online validation can end
 
 
 class OnlineValidationError(Exception):
@@ -102,8 +110,10 @@ def assess(
     """Read the live evidence on staged ``version`` and decide; a version no longer staged is settled."""
     staged = staging.staged_challenger(config)
     if staged is None or staged.version != version:
-        current = registry.client().get_model_version(config.registered_model_name, version).tags
-        return OnlineDecision(_settled_action(current), f"version {version} is no longer staged")
+        return OnlineDecision(_settled_action(config, version), f"version {version} is no longer staged")
+    guarded = guardrail_decision(config, staged, service_status)
+    if guarded is not None:  # the service's own figures decide: no need to read the evidence
+        return guarded
     evidence = gather(
         config,
         challenger=staged.version,
@@ -120,19 +130,24 @@ def settled_outcome(config: PipelineConfig, version: str) -> dict[str, Any] | No
     this instead of deploying again."""
     tags = registry.client().get_model_version(config.registered_model_name, version).tags
     status = tags.get(staging.STATUS)
-    if status not in ("promoted", "rejected_online"):
+    if status not in SETTLED:
         return None
-    action = _settled_action(tags)
+    action: Action = "promote" if status == "promoted" else "rollback"
     steps = [line.split(" ", 1)[-1] for line in tags.get(staging.STEPS, "").splitlines()]
-    prefix = "promoted: " if action == "promote" else "rejected_online: "
+    prefix = f"{status}: "
     reasons = [step.removeprefix(prefix) for step in steps if step.startswith(prefix)]
     reason = reasons[-1] if reasons else tags.get(staging.REASON, status)
     return {"action": action, "version": version, "reason": reason, "already": True}
 
 
-def _settled_action(tags: dict[str, str]) -> Action:
-    """A version taken off staging elsewhere (a retry, a person): promoted, or else rolled back."""
-    return "promote" if tags.get(staging.STATUS) == "promoted" else "rollback"
+def _settled_action(config: PipelineConfig, version: str) -> Action:
+    """A version taken off staging elsewhere (a retry, a person): promoted if it was, or if it is
+    the champion (a promotion whose last tag was never written); else rolled back."""
+    tags = registry.client().get_model_version(config.registered_model_name, version).tags
+    if tags.get(staging.STATUS) == "promoted":
+        return "promote"
+    champion = registry.get_champion(config)
+    return "promote" if champion is not None and str(champion.version) == version else "rollback"
 
 
 def carry_out(
@@ -145,9 +160,9 @@ def carry_out(
     """Apply ``decision`` to staged ``version``: promote, roll back or take the next canary step."""
     staged = staging.staged_challenger(config)
     if staged is None or staged.version != version:
-        tags = registry.client().get_model_version(config.registered_model_name, version).tags
-        log.info("version %s is no longer staged (%s): nothing to do", version, tags.get(staging.STATUS))
-        return {"action": _settled_action(tags), "version": version, "already": True}
+        action = _settled_action(config, version)
+        log.info("version %s is no longer staged (%s): nothing to do", version, action)
+        return {"action": action, "version": version, "already": True}
     if decision.action == "advance" and decision.share is not None:
         staging.set_share(config, version, decision.share, decision.reason)
         if service is not None:
@@ -155,20 +170,41 @@ def carry_out(
         log.info("version %s: canary share now %.0f%% (%s)", version, decision.share * 100, decision.reason)
         return {"action": "advance", "version": version, "share": decision.share}
     if decision.action == "promote":
+        # Promoted is written only once the service serves it: deploy_version moves the alias,
+        # unstages the version and checks the service, or moves the alias back and raises.
+        try:
+            result = deploy_version(
+                config, version, test_path, reason=f"online: {decision.reason}", service=service
+            )
+        except DeploymentError as exc:
+            # deploy_version left the champion as it was (or moved it back, tagging this version
+            # ``rolled_back``); the online record says how validation ended, so a retry reports it.
+            reason = f"promotion failed: {exc}"
+            staging.record_step(
+                config,
+                version,
+                f"rejected_online: {reason}",
+                {staging.STATUS: "rejected_online", staging.REASON: reason[:REASON_CHARS]},
+            )
+            staging.unstage(config, version)
+            if service is not None:
+                try:
+                    service.reload(config.name)
+                except Exception:  # noqa: BLE001 - the service's poll unloads it anyway
+                    log.warning("the service did not confirm unloading version %s", version)
+            raise
         staging.record_step(config, version, f"promoted: {decision.reason}", {staging.STATUS: "promoted"})
-        staging.unstage(config)
-        result = deploy_version(
-            config, version, test_path, reason=f"online: {decision.reason}", service=service
-        )
         return {"action": "promote", "version": version, "deploy": result.to_dict()}
     if decision.action == "rollback":
+        # A version the service could not load failed its infra check, not the comparison.
+        outcome = "rejected_infra" if decision.reason.startswith(INFRA_PREFIX) else "rejected_online"
         staging.record_step(
             config,
             version,
-            f"rejected_online: {decision.reason}",
+            f"{outcome}: {decision.reason}",
             {
-                **decision_tags("rejected_online", decision.reason),
-                staging.STATUS: "rejected_online",
+                **decision_tags(outcome, decision.reason),
+                staging.STATUS: outcome,
                 staging.REASON: decision.reason[:REASON_CHARS],
             },
         )
