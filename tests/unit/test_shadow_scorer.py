@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -67,3 +68,25 @@ def test_rows_that_do_not_fit_are_dropped_and_counted() -> None:
     for _ in range(5):  # nobody scores yet: the queue holds 2 requests
         scorer.submit("churn", model, stats, now, [{"x": 1}] * 3, ["a", "b", "c"])  # type: ignore[arg-type]
     assert scorer.dropped == 9
+
+
+class SlowModel(CountingModel):
+    """Takes 1 ms per row, so a batch's time grows with the traffic in it."""
+
+    def predict_records(self, rows: list[dict[str, Any]]) -> tuple[list[int], list[list[float]]]:
+        time.sleep(0.001 * len(rows))
+        return super().predict_records(rows)
+
+
+def test_a_shadow_request_s_latency_is_its_share_of_the_batch_not_the_whole_batch() -> None:
+    model, stats = SlowModel(), VersionStats("challenger")
+    scorer = ShadowScorer(None, batch_rows=1000, batch_seconds=0.05)
+    now = datetime.now(UTC)
+    for request in range(200):  # queued before the thread starts: one 200-row batch, about 200 ms
+        scorer.submit("churn", model, stats, now, [{"x": request}], [str(request)])  # type: ignore[arg-type]
+    scorer.start()
+    scorer.close()
+    assert model.calls == [200]
+    figures = stats.snapshot()
+    assert figures["requests"] == 200
+    assert 0.5 <= figures["p99_ms"] < 20  # about 1 ms a row; the batch took about 200 ms
