@@ -105,9 +105,13 @@ ONLINE_OUTCOMES = {"promote": "promoted", "rollback": "rolled back", "staged": "
 
 
 def online_note(online: Mapping[str, Any]) -> str:
-    """The note's third line, e.g. ``Online: rolled back. guardrail: error rate ...``."""
+    """The note's third line: the outcome, the traffic steps that led to it and why, e.g.
+    ``Online: rolled back after canary at 5% -> 25%. guardrail: error rate ...``."""
     outcome = str(online.get("outcome") or "")
-    return f"Online: {ONLINE_OUTCOMES.get(outcome, outcome)}. {online.get('reason') or ''}".strip()
+    steps = [str(step) for step in online.get("steps") or []]
+    path = f" after {' -> '.join(steps)}" if steps and outcome != "staged" else ""
+    headline = f"{ONLINE_OUTCOMES.get(outcome, outcome)}{path}"
+    return f"Online: {headline}. {online.get('reason') or ''}".strip()
 
 
 SCORE_TASK = "score"

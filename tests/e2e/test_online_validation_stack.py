@@ -148,7 +148,8 @@ def test_shadow_then_promote_on_live_labels_through_the_triggerer(
     lines = note(airflow, run_id).splitlines()
     assert lines[0] == "Trigger: manual. second version, in shadow"
     assert lines[1].startswith("Gate: promote")
-    assert lines[2].startswith("Online: promoted. live roc_auc: challenger no worse"), lines
+    online_line = "Online: promoted after shadow at 100%. live roc_auc: challenger no worse"
+    assert lines[2].startswith(online_line), lines
     assert {status for status, _ in traffic.outcomes} == {200}
     for answered in traffic.answers.values():  # v1 answered until the promotion, v2 only after it
         switch = answered.index("2") if "2" in answered else len(answered)

@@ -113,3 +113,42 @@ def test_a_retry_after_the_rollback_fails_with_the_reason(
     with pytest.raises(AirflowFailException, match=r"rolled back in online validation.*p99 410 ms"):
         operator.execute({"ti": ti, "task": operator, "outlet_events": {}})  # type: ignore[arg-type]
     assert ti.pushed["online"]["outcome"] == "rollback"
+
+
+class RememberingTaskInstance(FakeTaskInstance):
+    """Reads back its own XComs, as a task resumed from deferral does."""
+
+    def xcom_pull(self, task_ids: str, key: str) -> Any:
+        return self.pushed.get(key)
+
+
+def test_the_run_note_lists_every_traffic_step_and_a_failed_promotion_says_so(
+    monkeypatch: pytest.MonkeyPatch, shadow_config: Any
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ct_airflow.run_notes import online_note
+    from include.ct.registry.deploy import DeploymentError
+
+    operator = _operator(monkeypatch, shadow_config)
+    ti = RememberingTaskInstance()
+    ti.xcom_push("online", {"outcome": "staged", "steps": ["canary at 5%"]})
+    monkeypatch.setattr(
+        "include.ct.online.rollout.carry_out",
+        lambda config, version, decision, *args: {"action": "advance", "version": version, "share": 0.25},
+    )
+    advance = {"action": "advance", "reason": "200 healthy requests at 5%: next step 25%", "share": 0.25}
+    operator.execute_complete({"ti": ti, "task": operator}, advance)  # type: ignore[arg-type]
+    assert ti.pushed["online"]["steps"] == ["canary at 5%", "25%"]
+
+    def failing(*args: Any) -> None:
+        raise DeploymentError("version 2 failed on the live service and was rolled back to 1: smoke test")
+
+    monkeypatch.setattr("include.ct.online.rollout.carry_out", failing)
+    promote = {"action": "promote", "reason": "live roc_auc: challenger no worse"}
+    with pytest.raises(AirflowFailException, match="smoke test"):
+        operator.execute_complete({"ti": ti, "task": operator}, promote)  # type: ignore[arg-type]
+    assert online_note(ti.pushed["online"]) == (
+        "Online: rolled back after canary at 5% -> 25%. promotion failed: version 2 failed on the live "
+        "service and was rolled back to 1: smoke test"
+    )

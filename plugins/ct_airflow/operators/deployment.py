@@ -169,7 +169,9 @@ class DeployModelOperator(PipelineOperator):
             config.deploy.strategy,
             staged.staged,
         )
-        context["ti"].xcom_push(key="online", value={"outcome": "staged", **staged.to_dict()})
+        share = float((staged.staged or {}).get("share", 0.0))
+        steps = [f"{config.deploy.strategy} at {share:.0%}"]
+        context["ti"].xcom_push(key="online", value={"outcome": "staged", **staged.to_dict(), "steps": steps})
         self._defer(config, version, service.base_url)
         return staged.to_dict()  # not reached: defer hands the task to the triggerer
 
@@ -225,16 +227,22 @@ class DeployModelOperator(PipelineOperator):
             action=event["action"], reason=str(event["reason"]), share=event.get("share")
         )
         self.log.info("online decision on version %s: %s (%s)", version, decision.action, decision.reason)
+        earlier = context["ti"].xcom_pull(task_ids=self.task_id, key="online")
+        steps = list(earlier.get("steps") or []) if isinstance(earlier, dict) else []
         service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
         try:
             outcome = carry_out(config, version, decision, self.trained["test_path"], service)
         except DeploymentError as exc:
+            failed = {"outcome": "rollback", "reason": f"promotion failed: {exc}", "version": version}
+            context["ti"].xcom_push(key="online", value={**event, **failed, "steps": steps})
             raise AirflowFailException(str(exc)) from exc
         finally:
             if service is not None:
                 service.close()
+        if outcome["action"] == "advance":
+            steps.append(f"{outcome['share']:.0%}")
         note = {**event, "outcome": outcome["action"], "reason": decision.reason, "version": version}
-        context["ti"].xcom_push(key="online", value=note)
+        context["ti"].xcom_push(key="online", value={**note, "steps": steps})
         if outcome["action"] == "advance" and service is not None:
             self._defer(config, version, service.base_url)
         return self._settle(context, config, {**outcome, "reason": decision.reason})
