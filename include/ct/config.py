@@ -229,7 +229,7 @@ class DeploySpec(_Strict):
     )
     canary_steps: list[float] = Field(
         default_factory=lambda: [0.05, 0.25, 0.5],
-        description="canary: shares of requests the challenger answers, in order, before promotion",
+        description="canary: shares of requests the challenger answers, in order, until the online decision",
     )
     online: OnlineValidationSpec = Field(default_factory=OnlineValidationSpec)
 

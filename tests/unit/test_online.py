@@ -139,6 +139,21 @@ def test_a_healthy_canary_takes_its_next_step(churn: PipelineConfig) -> None:
     assert last.action == "wait"
 
 
+def test_a_canary_steps_up_while_unproven_and_is_promoted_once_proven_at_any_step(
+    churn: PipelineConfig,
+) -> None:
+    steps = churn.deploy.canary_steps
+    enough = churn.deploy.online.step_min_requests
+    unproven = evidence(churn.deploy.online.min_labels - 1, improvement=0.1)
+    early = decide(churn, staged("canary", steps[0]), status(enough, at_share=enough), unproven, NOW)
+    assert (early.action, early.share) == ("advance", steps[1])
+    better = evidence(3000, improvement=0.1)
+    proven = decide(churn, staged("canary", steps[0]), status(enough, at_share=3), better, NOW)
+    assert proven.action == "promote", proven.reason
+    worse = decide(churn, staged("canary", steps[1]), status(enough), evidence(3000, improvement=-0.15), NOW)
+    assert worse.action == "rollback"
+
+
 def write_log(root: Path, rows: list[tuple[str, str, str, int, float]]) -> None:
     """(version, role, id, prediction, score) rows into a real prediction log."""
     log = PredictionLog(root, flush_seconds=0.05)
