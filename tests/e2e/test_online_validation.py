@@ -1,7 +1,7 @@
 """Online validation through ``dag.test`` (the trigger runs inline), on a live prediction service and
-real MLflow. Shadow then promote on live labels runs through a real scheduler and triggerer in
-``test_online_validation_stack.py``; this module covers what needs the test process's hand on the
-model or the service.
+real MLflow. Shadow then promote on live labels, and a canary over its latency budget rolled back
+under load, run through a real scheduler and triggerer in ``test_online_validation_stack.py``;
+this module covers what needs the test process's hand on the model or the service.
 
 One story on one registry: the first version is deployed directly (nothing to compare with); a
 slow second one is staged as a canary under load and rolled back by its latency guardrail with no

@@ -1,9 +1,12 @@
-"""Shadow, then promotion on live labels, through a real scheduler and triggerer.
+"""Shadow, then promotion on live labels; a canary over budget rolled back under load: through a
+real scheduler and triggerer.
 
 A real Airflow deployment (LocalExecutor, metadata on PostgreSQL), MLflow server and prediction
-service process. The first version is deployed directly; the second is staged in shadow while
-clients send traffic with ids and their labels arrive; the deploy task waits deferred in the
-triggerer (holding no worker slot) until the live evidence promotes it; the run note says so.
+service process, two pipelines. In one, the first version is deployed directly; the second is
+staged in shadow while clients send traffic with ids and their labels arrive; the deploy task
+waits deferred in the triggerer (holding no worker slot) until the live evidence promotes it; the
+run note says so. In the other, the second version is a canary whose latency is over its budget:
+the triggerer's guardrail rolls it back within seconds, without labels, and no request fails.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -45,6 +49,19 @@ ONLINE = """  strategy: shadow
     guardrail_poll_seconds: 1
     max_wait_hours: 0.1
 """
+CANARY = "canaried"
+CANARY_DAG_ID = f"ct_{CANARY}"
+CANARY_ONLINE = """  strategy: canary
+  canary_steps: [0.2, 0.5]
+  online:
+    min_labels: 100000
+    poll_seconds: 2
+    guardrail_poll_seconds: 1
+    guardrail_min_requests: 20
+    latency_p99_ms: 0.001
+    max_wait_hours: 0.1
+"""
+GUARDRAIL_BOUND_SECONDS = 60  # staged to rolled back; waiting for labels would take max_wait_hours
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +69,20 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory, postgres_mlflow: MlflowServer
 ) -> Iterator[tuple[AirflowStack, PredictionService]]:
     tmp_path = tmp_path_factory.mktemp("online")
-    copy_config(
-        REPO_ROOT / "include/pipelines/churn.yaml",
-        tmp_path / "pipelines",
-        f"{PIPELINE}.yaml",
-        **{
-            "name: churn": f"name: {PIPELINE}",
-            "landing/churn": f"landing/{PIPELINE}",
-            'schedule: "@daily"': "schedule: null",
-            f"  path: landing/{PIPELINE}\n": f"  path: landing/{PIPELINE}\n  watch: false\n",
-            "max_slice_drop: 0.05": "max_slice_drop: 1.0",
-            "  strategy: direct": ONLINE.rstrip("\n") + "\n  # was",
-        },
-    )
+    for name, online in ((PIPELINE, ONLINE), (CANARY, CANARY_ONLINE)):
+        copy_config(
+            REPO_ROOT / "include/pipelines/churn.yaml",
+            tmp_path / "pipelines",
+            f"{name}.yaml",
+            **{
+                "name: churn": f"name: {name}",
+                "landing/churn": f"landing/{name}",
+                'schedule: "@daily"': "schedule: null",
+                f"  path: landing/{name}\n": f"  path: landing/{name}\n  watch: false\n",
+                "max_slice_drop: 0.05": "max_slice_drop: 1.0",
+                "  strategy: direct": online.rstrip("\n") + "\n  # was",
+            },
+        )
     env = {
         "CT_PIPELINES_DIR": str(tmp_path / "pipelines"),
         "CT_DATA_DIR": str(tmp_path / "data"),
@@ -77,7 +95,7 @@ def stack(
             tmp_path / "serving",
             {
                 **env,
-                "CT_SERVING_PIPELINES": PIPELINE,
+                "CT_SERVING_PIPELINES": f"{PIPELINE},{CANARY}",
                 "CT_SERVING_POLL_SECONDS": "2",
                 "CT_PREDICTION_LOG_FLUSH_SECONDS": "0.5",
             },
@@ -86,24 +104,25 @@ def stack(
         env |= {"CT_SERVING_URL": service.url, "CT_SERVING_RELOAD_TOKEN": service.token}
         try:
             with airflow_stack(database, tmp_path / "airflow", env) as running:
-                running.wait_for_dag(DAG_ID)
-                running.cli("dags", "unpause", DAG_ID)
+                for dag_id in (DAG_ID, CANARY_DAG_ID):
+                    running.wait_for_dag(dag_id)
+                    running.cli("dags", "unpause", dag_id)
                 yield running, service
         finally:
             stop(service.process)
 
 
-def trigger(stack: AirflowStack, reason: str) -> None:
-    datagen.write_batch(find_pipeline_config(PIPELINE), rows=3000)
+def trigger(stack: AirflowStack, reason: str, pipeline: str = PIPELINE) -> None:
+    datagen.write_batch(find_pipeline_config(pipeline), rows=3000)
     conf = {"reason": reason, "min_improvement": -1.0}
-    stack.cli("dags", "trigger", DAG_ID, "--conf", json.dumps(conf))
+    stack.cli("dags", "trigger", f"ct_{pipeline}", "--conf", json.dumps(conf))
 
 
-def note(stack: AirflowStack, run_id: str) -> str:
+def note(stack: AirflowStack, run_id: str, dag_id: str = DAG_ID) -> str:
     rows = stack.query(
         "SELECT n.content FROM dag_run_note n JOIN dag_run r ON r.id = n.dag_run_id "
         "WHERE r.dag_id = %s AND r.run_id = %s",
-        DAG_ID,
+        dag_id,
         run_id,
     )
     return str(rows[0][0]) if rows else ""
@@ -156,3 +175,39 @@ def test_shadow_then_promote_on_live_labels_through_the_triggerer(
         assert answered[0] == "1" and set(answered[:switch]) == {"1"} and set(answered[switch:]) <= {"2"}
     logged = read_prediction_log(PIPELINE, Path(airflow.env["CT_DATA_DIR"]) / "predictions", shadow=True)
     assert set(logged.loc[logged["role"] == "shadow", "model_version"]) == {"2"}
+
+
+def test_a_canary_over_its_latency_budget_is_rolled_back_under_load_within_seconds(
+    stack: tuple[AirflowStack, PredictionService], postgres_mlflow: MlflowServer
+) -> None:
+    airflow, service = stack
+    client = MlflowClient(postgres_mlflow.url)
+    trigger(airflow, "first version", CANARY)
+    (first,) = airflow.wait_for_runs(CANARY_DAG_ID, 1)
+    assert first[1] == "success", airflow.logs()
+
+    with LiveTraffic(service.url, CANARY, clients=4, batch=1, label=False) as traffic:
+        trigger(airflow, "second version, as a canary", CANARY)
+        runs = airflow.wait_for_runs(CANARY_DAG_ID, 2)
+    run_id, state, _ = runs[1]
+    assert state == "failed", (runs, airflow.logs())  # the deploy task fails with the reason
+    assert client.get_model_version_by_alias(CANARY, "champion").version == "1"
+    tags = client.get_model_version(CANARY, "2").tags
+    assert tags["ct.decision"] == "rejected_online"
+    assert "p99 latency" in tags["ct.decision_reason"], tags["ct.decision_reason"]
+    assert tags[staging.STATUS] == "rejected_online"
+    staged_line, rejected_line = (
+        next(line for line in tags[staging.STEPS].splitlines() if words in line)
+        for words in ("staged (canary, share 0.2)", "rejected_online: guardrail")
+    )
+    seconds = (
+        datetime.fromisoformat(rejected_line.split(" ", 1)[0])
+        - datetime.fromisoformat(staged_line.split(" ", 1)[0])
+    ).total_seconds()
+    assert seconds <= GUARDRAIL_BOUND_SECONDS, tags[staging.STEPS]
+    assert {status for status, _ in traffic.outcomes} == {200}  # no client saw the rollback
+    assert {version for _, version in traffic.outcomes} >= {"1", "2"}  # the canary answered some
+    status = httpx.get(f"{service.url}/v1/models/{CANARY}", timeout=10).json()
+    assert (status["version"], status["mode"], status["challenger"]) == ("1", "direct", None)
+    lines = note(airflow, run_id, CANARY_DAG_ID).splitlines()
+    assert lines[2].startswith("Online: rolled back after canary at 20%. guardrail: p99 latency"), lines
