@@ -101,6 +101,13 @@ def test_no_decision_before_min_labels(churn: PipelineConfig) -> None:
     assert f"{few}/{churn.deploy.online.min_labels} labelled pairs" in decision.reason
 
 
+def test_labels_that_match_no_prediction_are_reported_while_waiting(churn: PipelineConfig) -> None:
+    few = LiveEvidence("accuracy", 50, 50, 40, 130, None)
+    decision = decide(churn, staged(), status(1000), few, NOW)
+    assert decision.action == "wait"
+    assert "130 labels matched no paired prediction (ignored)" in decision.reason
+
+
 def test_no_conclusion_by_max_wait_rolls_back(churn: PipelineConfig) -> None:
     late = staged(hours_ago=churn.deploy.online.max_wait_hours + 1)
     decision = decide(churn, late, status(1000), evidence(10), NOW)

@@ -148,4 +148,6 @@ def decide(
         needed = f"{evidence.labelled_pairs}/{online.min_labels} labelled pairs"
     else:
         needed = interval.describe() if interval else "no comparable labels yet"
+    if evidence.unmatched_labels:  # visible while waiting: ids that never reach a pair point at the client
+        needed += f"; {evidence.unmatched_labels} labels matched no paired prediction (ignored)"
     return made("wait", f"waiting for evidence: {needed}")
