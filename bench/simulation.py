@@ -649,9 +649,9 @@ def cpu_seconds() -> float:
 def _log_day(
     scenario: Scenario, gated: DayRecord, baselines: list[DayRecord], seconds: float, cpu: float
 ) -> None:
-    mark = {"promoted": "promoted", "rejected": "rejected", "quarantined": "QUARANTINED", "failed": "FAILED"}
+    mark = {"quarantined": "QUARANTINED", "failed": "FAILED"}
     outcome = mark.get(gated.outcome, gated.outcome)
-    if gated.outcome in ("promoted", "rejected"):
+    if gated.outcome in ("promoted", "rejected", "inconclusive"):
         outcome += f" {fmt(gated.challenger_value)} vs {fmt(gated.champion_value)}"
     others = " | ".join(
         f"{r.policy} {fmt(r.value)} v{r.served_version}" for r in baselines if r.policy != "oracle"

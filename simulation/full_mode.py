@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from simulation.policies import no_batch_reason
-from simulation.records import GATED, DayRecord
+from simulation.records import GATED, DayRecord, Outcome
 from simulation.scoring import as_number
 
 _BATCH_DAY = re.compile(r"day_(\d+)")
@@ -97,7 +97,8 @@ def pipeline_record(
         "training_days": run.training_days,
     }
     if not decision.get("promote"):
-        return DayRecord(**common, trigger=run.trigger, reason=run.reason, outcome="rejected", **gate)
+        kept: Outcome = "inconclusive" if decision.get("outcome") == "inconclusive" else "rejected"
+        return DayRecord(**common, trigger=run.trigger, reason=run.reason, outcome=kept, **gate)
     if run.version is not None and run.champion == run.version and run.tasks.get("deploy") == "success":
         return DayRecord(**common, trigger=run.trigger, reason=run.reason, outcome="promoted", **gate)
     verdict = run.version_tags.get("ct.decision", "not deployed")

@@ -241,7 +241,13 @@ class LibraryPolicies:
                 )
             else:
                 decision = gate_decision(self.gates[name], challenger, state.model, state.version, gate_test)
-                outcome = "promoted" if decision.promote else "rejected"
+                outcome = (
+                    "promoted"
+                    if decision.promote
+                    else "inconclusive"
+                    if decision.inconclusive
+                    else "rejected"
+                )
                 gate |= {
                     "decision_reasons": list(decision.reasons),
                     "challenger_value": as_number(decision.challenger),

@@ -28,6 +28,7 @@ POLICY_LABELS: dict[str, str] = {
 Outcome = Literal[
     "promoted",
     "rejected",
+    "inconclusive",
     "deployed",
     "quarantined",
     "skipped",
@@ -39,7 +40,8 @@ Outcome = Literal[
 ]  # failed: full mode only, a run that broke elsewhere than at validate (e.g. a deploy rolled back);
 # staged: the gate promoted it to online validation; waiting: the run queued behind a staged version
 BASELINES: tuple[str, ...] = (ALWAYS_DEPLOY, LEVEL0, ORACLE)  # library computations in full mode
-GATE_OUTCOMES = ("promoted", "rejected", "quarantined", "failed", "staged")
+NOT_PROMOTED = ("rejected", "inconclusive")  # the gate's two ways of keeping the champion
+GATE_OUTCOMES = ("promoted", *NOT_PROMOTED, "quarantined", "failed", "staged")
 NEW_MODEL_OUTCOMES = frozenset({"promoted", "deployed"})
 
 

@@ -18,6 +18,7 @@ from simulation.records import (
     GATED_CANARY,
     GATED_SHADOW,
     LEVEL0,
+    NOT_PROMOTED,
     ONLINE_POLICIES,
     ORACLE,
     PIPELINE_POLICIES,
@@ -122,7 +123,8 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
     others = [name for name in present if name != GATED]
     lines += [
         f"Each cell: {result.metric} on the day's traffic and the version that served it, then what "
-        "happened at the day's end: + a new champion, x the gate rejected, S staged for online "
+        "happened at the day's end: + a new champion, x the gate rejected, ? the gate could not tell "
+        "(inconclusive), S staged for online "
         "validation, P promoted online, R rolled back online, Q quarantined. Gate: gated's decision "
         "after the day's run (challenger vs champion on the gate's held-out rows).",
         "",
@@ -138,8 +140,9 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
     for day in sorted(by_day):
         row = by_day[day]
         gate = row[GATED]
-        if gate.outcome in ("promoted", "rejected"):
-            verdict = f"{'promote' if gate.outcome == 'promoted' else 'reject'} {fmt(gate.challenger_value)}"
+        if gate.outcome in ("promoted", *NOT_PROMOTED):
+            word = {"promoted": "promote", "rejected": "reject"}.get(gate.outcome, gate.outcome)
+            verdict = f"{word} {fmt(gate.challenger_value)}"
             verdict += f" vs {fmt(gate.champion_value)}" if gate.champion_value is not None else ""
         else:
             verdict = gate.outcome
@@ -162,9 +165,14 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
 def day_cell(record: DayRecord) -> str:
     """A policy's day in the day table: its quality, the version serving, and what it did."""
     marks = {"promote": " P", "rollback": " R"}.get(record.online_action, "")
-    marks += {"promoted": " +", "deployed": " +", "rejected": " x", "staged": " S", "quarantined": " Q"}.get(
-        record.outcome, ""
-    )
+    marks += {
+        "promoted": " +",
+        "deployed": " +",
+        "rejected": " x",
+        "inconclusive": " ?",
+        "staged": " S",
+        "quarantined": " Q",
+    }.get(record.outcome, "")
     share = f" ({record.challenger_share:.0%} canary)" if record.challenger_share else ""
     return f"{fmt(record.value)} v{record.served_version}{share}{marks}"
 
@@ -346,7 +354,7 @@ def write_plots(result: SimulationResult, out_dir: Path) -> list[Path]:
             linestyle=styles[name],
             label=POLICY_LABELS[name],
         )
-    rejected = [r.day for r in result.policy(GATED) if r.outcome == "rejected"]
+    rejected = [r.day for r in result.policy(GATED) if r.outcome in NOT_PROMOTED]
     version = {r.day: r.served_version for r in result.policy(GATED)}
     ax.scatter(
         rejected,
@@ -354,7 +362,7 @@ def write_plots(result: SimulationResult, out_dir: Path) -> list[Path]:
         marker="x",
         color="red",
         zorder=3,
-        label="gated: challenger rejected",
+        label="gated: challenger not promoted",
     )
     mark_events(ax)
     ax.set_xlabel("day")
