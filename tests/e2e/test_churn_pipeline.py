@@ -109,6 +109,14 @@ def test_challenger_that_misses_the_gate_leaves_the_champion(env: MlflowClient) 
     assert run.data.tags["ct.decision"] == "reject"
     assert "at or below the margin" in run.data.tags["ct.decision_reason"]
     assert "eval_champion_roc_auc" in run.data.metrics
+    # the interval, its n and confidence are on the run, as the gate's reason states them
+    metrics = run.data.metrics
+    paired = decision["comparison"]
+    assert metrics["eval_improvement_low"] == pytest.approx(paired["low"])
+    assert metrics["eval_improvement_high"] == pytest.approx(paired["high"])
+    assert metrics["eval_improvement_low"] <= metrics["eval_improvement"] <= metrics["eval_improvement_high"]
+    assert (metrics["eval_rows"], metrics["eval_confidence"]) == (paired["n"], 0.95)
+    assert f"n={paired['n']}" in decision["summary"]
     assert [v for v in versions(env) if v not in [champion_before]] == []
 
 
