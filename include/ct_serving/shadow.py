@@ -104,15 +104,17 @@ class ShadowScorer:
                 log.exception(
                     "%s v%s failed to score %d shadow rows", group[0].pipeline, served.version, len(rows)
                 )
+                failed_after = (time.perf_counter() - started) * 1000
                 for job in group:
-                    job.stats.record((time.perf_counter() - started) * 1000, ok=False)
+                    job.stats.record(failed_after * len(job.rows) / len(rows), ok=False)
                 continue
             elapsed = (time.perf_counter() - started) * 1000
             offset = 0
             for job in group:
                 end = offset + len(job.rows)
-                # A request's shadow latency is its rows' share of the batch's scoring time: the
-                # batch's own time grows with traffic and would trip the per-request budget.
+                # A request's shadow latency is its rows' share of the batch's scoring time (the
+                # model's compute): the batch's own time grows with traffic and would trip the
+                # per-request budget. It is not what a client would wait, which the canary shows.
                 job.stats.record(elapsed * len(job.rows) / len(rows), ok=True)
                 if self.prediction_log is not None:
                     self.prediction_log.append(
