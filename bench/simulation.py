@@ -61,7 +61,15 @@ from simulation.policies import (
     with_params,
     with_training,
 )
-from simulation.records import BASELINES, POLICIES, DayRecord, SimulationResult, fmt, settings_of
+from simulation.records import (
+    BASELINES,
+    NOT_PROMOTED,
+    POLICIES,
+    DayRecord,
+    SimulationResult,
+    fmt,
+    settings_of,
+)
 from simulation.report import log_to_mlflow, write_report
 from simulation.scenario import DayBatch, Scenario, stream
 from simulation.scoring import Answers, Scored
@@ -651,7 +659,7 @@ def _log_day(
 ) -> None:
     mark = {"quarantined": "QUARANTINED", "failed": "FAILED"}
     outcome = mark.get(gated.outcome, gated.outcome)
-    if gated.outcome in ("promoted", "rejected", "inconclusive"):
+    if gated.outcome in ("promoted", *NOT_PROMOTED):
         outcome += f" {fmt(gated.challenger_value)} vs {fmt(gated.champion_value)}"
     others = " | ".join(
         f"{r.policy} {fmt(r.value)} v{r.served_version}" for r in baselines if r.policy != "oracle"
