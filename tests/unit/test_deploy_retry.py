@@ -115,24 +115,24 @@ def test_a_retry_after_the_rollback_fails_with_the_reason(
     assert ti.pushed["online"]["outcome"] == "rollback"
 
 
-class RememberingTaskInstance(FakeTaskInstance):
-    """Reads back its own XComs, as a task resumed from deferral does."""
-
-    def xcom_pull(self, task_ids: str, key: str) -> Any:
-        return self.pushed.get(key)
-
-
 def test_the_run_note_lists_every_traffic_step_and_a_failed_promotion_says_so(
     monkeypatch: pytest.MonkeyPatch, shadow_config: Any
 ) -> None:
+    """The path comes from the version's steps tag, so a retried task (whose XComs were cleared)
+    still tells it whole."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from ct_airflow.run_notes import online_note
     from include.ct.registry.deploy import DeploymentError
 
+    steps = [
+        "2026-12-07T10:00:00+00:00 staged (infra, share 0)",
+        "2026-12-07T10:00:05+00:00 staged (canary, share 0.05)",
+        "2026-12-07T10:20:00+00:00 share 0.25: 200 healthy requests at 5%: next step 25%",
+    ]
+    _use_tags(monkeypatch, {staging.STATUS: "staged", staging.STEPS: "\n".join(steps)})
     operator = _operator(monkeypatch, shadow_config)
-    ti = RememberingTaskInstance()
-    ti.xcom_push("online", {"outcome": "staged", "steps": ["canary at 5%"]})
+    ti = FakeTaskInstance()
     monkeypatch.setattr(
         "include.ct.online.rollout.carry_out",
         lambda config, version, decision, *args: {"action": "advance", "version": version, "share": 0.25},
@@ -152,3 +152,18 @@ def test_the_run_note_lists_every_traffic_step_and_a_failed_promotion_says_so(
         "Online: rolled back after canary at 5% -> 25%. promotion failed: version 2 failed on the live "
         "service and was rolled back to 1: smoke test"
     )
+
+
+def test_the_traffic_path_follows_the_last_staging() -> None:
+    lines = [
+        "t staged (infra, share 0)",
+        "t staged (shadow, share 1)",
+        "t rejected_online: guardrail",
+        "t staged (canary, share 0.05)",
+        "t share 0.25: next step",
+        "t share 0.5: next step",
+        "t promoted: live roc_auc",
+    ]
+    assert staging.traffic_path("\n".join(lines)) == ["canary at 5%", "25%", "50%"]
+    assert staging.traffic_path("t staged (infra, share 0)") == []
+    assert staging.traffic_path("") == []

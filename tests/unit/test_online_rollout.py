@@ -121,3 +121,62 @@ def test_a_guardrail_breach_is_decided_without_reading_the_evidence(
     failed = {"challenger": "2", "challenger_state": "failed", "challenger_error": "no such type"}
     decision = rollout.assess(config, "2", failed)
     assert decision.action == "rollback" and decision.reason.startswith(INFRA_PREFIX)
+
+
+class TaskInstance:
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def test_a_retry_completes_a_promotion_whose_try_stopped_after_moving_the_champion(
+    config: PipelineConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow retries a deploy task from execute(): the version is the champion, still reads
+    'staged', and must end promoted after the deploy's checks ran again, not 'deployed directly'."""
+    from ct_airflow.operators.deployment import DeployModelOperator
+
+    shadow = config.model_copy(update={"deploy": config.deploy.model_copy(update={"strategy": "shadow"})})
+    registry.set_champion_alias(shadow, "2")  # the earlier try's deploy moved it, then the worker died
+    checked: list[str] = []
+
+    def deploy(config: PipelineConfig, version: str, *args: Any, **kwargs: Any) -> Deployed:
+        checked.append(version)
+        staging.unstage(config, version)
+        return Deployed(version)
+
+    def no_staging(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the champion must not be staged again")
+
+    monkeypatch.delenv("CT_SERVING_URL", raising=False)
+    monkeypatch.setattr(rollout, "deploy_version", deploy)
+    monkeypatch.setattr(rollout, "stage_version", no_staging)
+    operator = DeployModelOperator(
+        task_id="deploy",
+        pipeline="churn",
+        registered={"version": "2"},
+        trained={"test_path": "unused"},
+        decision={"summary": "gate passed"},
+    )
+    monkeypatch.setattr(operator, "load_config", lambda: shadow)
+    ti = TaskInstance()
+    result = operator.execute({"ti": ti, "task": operator, "outlet_events": {}})  # type: ignore[arg-type]
+    assert result["action"] == "promote" and checked == ["2"]
+    assert tags(shadow, "2")[staging.STATUS] == "promoted"
+    assert ti.pushed["online"]["outcome"] == "promote"
+    assert ti.pushed["online"]["steps"] == ["shadow at 100%"]
+    assert rollout.settled_outcome(shadow, "2")["action"] == "promote"  # type: ignore[index]
+    # A direct deploy's version (staged only for register's infra check) is not mistaken for one.
+    assert rollout.complete_interrupted_promotion(shadow, "1", "unused", None) is None
+
+
+def test_moving_the_champion_twice_moves_it_once_whatever_the_store_s_version_type(
+    config: PipelineConfig,
+) -> None:
+    """A SQL store gives versions as int, the REST client as str: a repeat must still be a no-op
+    and keep the version it replaced (which a manual rollback goes back to)."""
+    assert registry.move_champion(config, "2", "first") == ("1", True)
+    assert registry.move_champion(config, "2", "again") == ("1", False)
+    assert registry.get_champion(config).tags["ct.previous_champion"] == "1"  # type: ignore[union-attr]

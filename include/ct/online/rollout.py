@@ -170,31 +170,8 @@ def carry_out(
         log.info("version %s: canary share now %.0f%% (%s)", version, decision.share * 100, decision.reason)
         return {"action": "advance", "version": version, "share": decision.share}
     if decision.action == "promote":
-        # Promoted is written only once the service serves it: deploy_version moves the alias,
-        # unstages the version and checks the service, or moves the alias back and raises.
-        try:
-            result = deploy_version(
-                config, version, test_path, reason=f"online: {decision.reason}", service=service
-            )
-        except DeploymentError as exc:
-            # deploy_version left the champion as it was (or moved it back, tagging this version
-            # ``rolled_back``); the online record says how validation ended, so a retry reports it.
-            reason = f"promotion failed: {exc}"
-            staging.record_step(
-                config,
-                version,
-                f"rejected_online: {reason}",
-                {staging.STATUS: "rejected_online", staging.REASON: reason[:REASON_CHARS]},
-            )
-            staging.unstage(config, version)
-            if service is not None:
-                try:
-                    service.reload(config.name)
-                except Exception:  # noqa: BLE001 - the service's poll unloads it anyway
-                    log.warning("the service did not confirm unloading version %s", version)
-            raise
-        staging.record_step(config, version, f"promoted: {decision.reason}", {staging.STATUS: "promoted"})
-        return {"action": "promote", "version": version, "deploy": result.to_dict()}
+        result = _promote(config, version, test_path, decision.reason, service)
+        return {"action": "promote", "version": version, "deploy": result}
     if decision.action == "rollback":
         # A version the service could not load failed its infra check, not the comparison.
         outcome = "rejected_infra" if decision.reason.startswith(INFRA_PREFIX) else "rejected_online"
@@ -214,3 +191,48 @@ def carry_out(
         log.warning("version %s rolled back from online validation: %s", version, decision.reason)
         return {"action": "rollback", "version": version, "champion": staged.against}
     return {"action": "wait", "version": version}
+
+
+def complete_interrupted_promotion(
+    config: PipelineConfig, version: str, test_path: str, service: ServiceClient | None
+) -> dict[str, Any] | None:
+    """Finish a promotion an earlier try of the deploy task began and never recorded: ``version``
+    was under online validation and already holds ``champion``. The deploy's checks run again
+    (nothing moves twice; a failure moves the alias back) and the promotion is recorded. None
+    when that is not what happened."""
+    tags = registry.client().get_model_version(config.registered_model_name, version).tags
+    if tags.get(staging.STATUS) in SETTLED or tags.get(staging.STRATEGY) not in ONLINE_STRATEGIES:
+        return None
+    champion = registry.get_champion(config)
+    if champion is None or str(champion.version) != version:
+        return None
+    reason = "completed by a retry: an earlier try moved the champion and stopped before recording it"
+    log.warning("version %s is the champion but its promotion was never recorded: %s", version, reason)
+    _promote(config, version, test_path, reason, service)
+    return {"action": "promote", "version": version, "reason": reason, "already": True}
+
+
+def _promote(
+    config: PipelineConfig, version: str, test_path: str, reason: str, service: ServiceClient | None
+) -> dict[str, Any]:
+    """Deploy ``version`` (alias, service, checks) and only then record it as promoted; a failed
+    deploy (the alias is moved back) is recorded as ``rejected_online`` and re-raised."""
+    try:
+        result = deploy_version(config, version, test_path, reason=f"online: {reason}", service=service)
+    except DeploymentError as exc:
+        failure = f"promotion failed: {exc}"
+        try:
+            staging.record_step(
+                config,
+                version,
+                f"rejected_online: {failure}",
+                {staging.STATUS: "rejected_online", staging.REASON: failure[:REASON_CHARS]},
+            )
+            staging.unstage(config, version)
+            if service is not None:
+                service.reload(config.name)
+        except Exception:  # the deploy's own error is the one to report
+            log.exception("could not record the failed promotion of version %s", version)
+        raise
+    staging.record_step(config, version, f"promoted: {reason}", {staging.STATUS: "promoted"})
+    return result.to_dict()

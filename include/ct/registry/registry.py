@@ -196,7 +196,8 @@ def move_champion(config: PipelineConfig, version: str, reason: str) -> tuple[st
     A repeated call for the version already holding the alias moves nothing.
     """
     previous = get_champion(config)
-    if previous is not None and previous.version == version:
+    # Stores differ on the version's type (a SQL store gives int, the REST client str).
+    if previous is not None and str(previous.version) == str(version):
         log.info("champion already points at version %s: not moving it again", version)
         return str(previous.tags.get(f"{TAG_PREFIX}previous_champion") or "") or None, False
     previous_version = str(previous.version) if previous is not None else None

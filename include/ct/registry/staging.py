@@ -9,6 +9,7 @@ state back from the registry on every poll, so a restarted service resumes the s
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -100,6 +101,21 @@ def record_step(config: PipelineConfig, version: str, step: str, tags: dict[str,
     current = registry.client().get_model_version(config.registered_model_name, version).tags.get(STEPS, "")
     line = f"{datetime.now(UTC).isoformat(timespec='seconds')} {step}"
     registry.set_version_tags(config, version, {**(tags or {}), STEPS: f"{current}\n{line}".strip()[-5000:]})
+
+
+def traffic_path(steps: str) -> list[str]:
+    """The traffic a version's online validation went through, from its ``ct.online_steps`` text:
+    ``["canary at 5%", "25%"]`` (the last staging's strategy and share, then each new share)."""
+    path: list[str] = []
+    for line in steps.splitlines():
+        step = line.split(" ", 1)[-1]
+        staged = re.fullmatch(r"staged \((shadow|canary), share ([0-9.e+-]+)\)", step)
+        moved = re.match(r"share ([0-9.e+-]+): ", step)
+        if staged:
+            path = [f"{staged.group(1)} at {float(staged.group(2)):.0%}"]
+        elif moved and path:
+            path.append(f"{float(moved.group(1)):.0%}")
+    return path
 
 
 def set_share(config: PipelineConfig, version: str, share: float, reason: str) -> None:

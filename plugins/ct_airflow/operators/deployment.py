@@ -141,7 +141,12 @@ class DeployModelOperator(PipelineOperator):
         return result.to_dict()
 
     def _stage(self, config: Any, context: Context) -> dict[str, Any]:
-        from include.ct.online.rollout import OnlineValidationError, settled_outcome, stage_version
+        from include.ct.online.rollout import (
+            OnlineValidationError,
+            complete_interrupted_promotion,
+            settled_outcome,
+            stage_version,
+        )
         from include.ct.registry.deploy import DeploymentError
 
         version = str(self.registered["version"])
@@ -150,10 +155,14 @@ class DeployModelOperator(PipelineOperator):
             return self._report_settled(context, config, settled)
         service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
         try:
+            resumed = complete_interrupted_promotion(config, version, self.trained["test_path"], service)
+            if resumed is not None:  # an earlier try promoted it and stopped before recording it
+                return self._report_settled(context, config, resumed)
             staged = stage_version(
                 config, version, self.trained["test_path"], reason=self.decision["summary"], service=service
             )
         except (OnlineValidationError, DeploymentError) as exc:
+            self._push_online(context, config, version, {"outcome": "rollback", "reason": str(exc)})
             raise AirflowFailException(str(exc)) from exc
         finally:
             if service is not None:
@@ -169,9 +178,7 @@ class DeployModelOperator(PipelineOperator):
             config.deploy.strategy,
             staged.staged,
         )
-        share = float((staged.staged or {}).get("share", 0.0))
-        steps = [f"{config.deploy.strategy} at {share:.0%}"]
-        context["ti"].xcom_push(key="online", value={"outcome": "staged", **staged.to_dict(), "steps": steps})
+        self._push_online(context, config, version, {"outcome": "staged", **staged.to_dict()})
         self._defer(config, version, service.base_url)
         return staged.to_dict()  # not reached: defer hands the task to the triggerer
 
@@ -183,8 +190,21 @@ class DeployModelOperator(PipelineOperator):
             settled["action"],
             settled["reason"],
         )
-        context["ti"].xcom_push(key="online", value={"outcome": settled["action"], **settled})
+        self._push_online(context, config, settled["version"], {"outcome": settled["action"], **settled})
         return self._settle(context, config, settled)
+
+    def _push_online(self, context: Context, config: Any, version: str, value: dict[str, Any]) -> None:
+        """The ``online`` XCom the run note reads, with the traffic path from the version's tags
+        (so a retried task tells it whole)."""
+        from include.ct.registry import registry, staging
+
+        try:
+            tags = registry.client().get_model_version(config.registered_model_name, version).tags
+            steps = staging.traffic_path(tags.get(staging.STEPS, ""))
+        except Exception:  # a note without the path beats a task failed over it
+            self.log.warning("could not read the online steps of version %s", version, exc_info=True)
+            steps = []
+        context["ti"].xcom_push(key="online", value={**value, "steps": steps})
 
     def _settle(self, context: Context, config: Any, outcome: dict[str, Any]) -> dict[str, Any]:
         """End the task on a carried-out decision: a rollback fails it, a promotion announces it."""
@@ -227,22 +247,18 @@ class DeployModelOperator(PipelineOperator):
             action=event["action"], reason=str(event["reason"]), share=event.get("share")
         )
         self.log.info("online decision on version %s: %s (%s)", version, decision.action, decision.reason)
-        earlier = context["ti"].xcom_pull(task_ids=self.task_id, key="online")
-        steps = list(earlier.get("steps") or []) if isinstance(earlier, dict) else []
         service = PredictionServiceHook(self.ct_serving_conn_id).get_conn()
         try:
             outcome = carry_out(config, version, decision, self.trained["test_path"], service)
         except DeploymentError as exc:
             failed = {"outcome": "rollback", "reason": f"promotion failed: {exc}", "version": version}
-            context["ti"].xcom_push(key="online", value={**event, **failed, "steps": steps})
+            self._push_online(context, config, version, {**event, **failed})
             raise AirflowFailException(str(exc)) from exc
         finally:
             if service is not None:
                 service.close()
-        if outcome["action"] == "advance":
-            steps.append(f"{outcome['share']:.0%}")
         note = {**event, "outcome": outcome["action"], "reason": decision.reason, "version": version}
-        context["ti"].xcom_push(key="online", value={**note, "steps": steps})
+        self._push_online(context, config, version, note)
         if outcome["action"] == "advance" and service is not None:
             self._defer(config, version, service.base_url)
         return self._settle(context, config, {**outcome, "reason": decision.reason})
