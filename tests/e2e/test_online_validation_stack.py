@@ -61,7 +61,9 @@ CANARY_ONLINE = """  strategy: canary
     latency_p99_ms: 0.001
     max_wait_hours: 0.1
 """
-GUARDRAIL_BOUND_SECONDS = 60  # staged to rolled back; waiting for labels would take max_wait_hours
+# Staged to rolled back, traffic starting once staged: the guardrail's poll, the triggerer's loop
+# and a task process resuming; waiting for labels would take max_wait_hours (360 s).
+GUARDRAIL_BOUND_SECONDS = 120
 
 
 @pytest.fixture(scope="module")
@@ -186,8 +188,13 @@ def test_a_canary_over_its_latency_budget_is_rolled_back_under_load_within_secon
     (first,) = airflow.wait_for_runs(CANARY_DAG_ID, 1)
     assert first[1] == "success", airflow.logs()
 
-    with LiveTraffic(service.url, CANARY, clients=4, batch=1, label=False) as traffic:
-        trigger(airflow, "second version, as a canary", CANARY)
+    trigger(airflow, "second version, as a canary", CANARY)
+    deadline, status = time.monotonic() + 600, {}
+    while time.monotonic() < deadline and status.get("mode") != "canary":  # no traffic yet: it waits
+        time.sleep(0.5)
+        status = httpx.get(f"{service.url}/v1/models/{CANARY}", timeout=10).json()
+    assert (status["mode"], status["challenger"]) == ("canary", "2"), status
+    with LiveTraffic(service.url, CANARY, clients=4, batch=1, label=False, pause=0.02) as traffic:
         runs = airflow.wait_for_runs(CANARY_DAG_ID, 2)
     run_id, state, _ = runs[1]
     assert state == "failed", (runs, airflow.logs())  # the deploy task fails with the reason

@@ -18,12 +18,20 @@ class LiveTraffic:
     """Clients calling the service with ids, and the labels of those ids arriving moments later."""
 
     def __init__(
-        self, url: str, pipeline: str, *, clients: int = 2, batch: int = 20, label: bool = True
+        self,
+        url: str,
+        pipeline: str,
+        *,
+        clients: int = 2,
+        batch: int = 20,
+        label: bool = True,
+        pause: float = 0.0,
     ) -> None:
         self.url = url
         self.pipeline = pipeline
         self.batch = batch
         self.label = label
+        self.pause = pause  # seconds each client waits between requests (leaves the host some CPU)
         self.outcomes: list[tuple[int, str]] = []
         self.answers: dict[int, list[str]] = {n: [] for n in range(clients)}  # per client, in order
         self._stop = threading.Event()
@@ -76,3 +84,5 @@ class LiveTraffic:
                     temporary.rename(folder / f"c{client_number}-{start}.csv")
                     pending = []
                 start = end % 19_000
+                if self.pause:
+                    self._stop.wait(self.pause)
