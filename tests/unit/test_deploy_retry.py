@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from ct_airflow.operators.deployment import DeployModelOperator
 from include.ct.config import find_pipeline_config
 from include.ct.online.rollout import settled_outcome
 from include.ct.registry import staging
+from tests.helpers.deploy_operator import retried_deploy_operator
 
 STEPS = "\n".join(
     [
@@ -50,23 +50,6 @@ def _use_tags(monkeypatch: pytest.MonkeyPatch, tags: dict[str, str]) -> None:
     monkeypatch.setattr("include.ct.registry.registry.client", lambda: FakeRegistry(tags))
 
 
-def _operator(monkeypatch: pytest.MonkeyPatch, config: Any) -> DeployModelOperator:
-    operator = DeployModelOperator(
-        task_id="deploy",
-        pipeline="churn",
-        registered={"version": "2"},
-        trained={"test_path": "unused"},
-        decision={"summary": "gate passed"},
-    )
-    monkeypatch.setattr(operator, "load_config", lambda: config)
-
-    def no_staging(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("a settled version must not be staged or deployed again")
-
-    monkeypatch.setattr("include.ct.online.rollout.stage_version", no_staging)
-    return operator
-
-
 def test_the_outcome_is_read_back_from_the_versions_tags(
     monkeypatch: pytest.MonkeyPatch, shadow_config: Any
 ) -> None:
@@ -89,7 +72,7 @@ def test_a_retry_after_the_promotion_reports_it_and_announces_the_champion(
     from airflow.sdk import Asset
 
     _use_tags(monkeypatch, {staging.STATUS: "promoted", staging.STEPS: STEPS})
-    operator = _operator(monkeypatch, shadow_config)
+    operator = retried_deploy_operator(monkeypatch, shadow_config)
     asset = Asset(name=shadow_config.champion_asset)
     operator.outlets = [asset]
     ti = FakeTaskInstance()
@@ -108,7 +91,7 @@ def test_a_retry_after_the_rollback_fails_with_the_reason(
 
     steps = "2026-12-07T10:05:00+00:00 rejected_online: challenger p99 410 ms over the 250 ms budget"
     _use_tags(monkeypatch, {staging.STATUS: "rejected_online", staging.STEPS: steps})
-    operator = _operator(monkeypatch, shadow_config)
+    operator = retried_deploy_operator(monkeypatch, shadow_config)
     ti = FakeTaskInstance()
     with pytest.raises(AirflowFailException, match=r"rolled back in online validation.*p99 410 ms"):
         operator.execute({"ti": ti, "task": operator, "outlet_events": {}})  # type: ignore[arg-type]
@@ -131,7 +114,7 @@ def test_the_run_note_lists_every_traffic_step_and_a_failed_promotion_says_so(
         "2026-12-07T10:20:00+00:00 share 0.25: 200 healthy requests at 5%: next step 25%",
     ]
     _use_tags(monkeypatch, {staging.STATUS: "staged", staging.STEPS: "\n".join(steps)})
-    operator = _operator(monkeypatch, shadow_config)
+    operator = retried_deploy_operator(monkeypatch, shadow_config)
     ti = FakeTaskInstance()
     monkeypatch.setattr(
         "include.ct.online.rollout.carry_out",

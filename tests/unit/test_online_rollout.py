@@ -15,6 +15,7 @@ from include.ct.online import rollout
 from include.ct.online.decision import INFRA_PREFIX, OnlineDecision
 from include.ct.registry import registry, staging
 from include.ct.registry.deploy import DECISION, DeploymentError
+from tests.helpers.deploy_operator import retried_deploy_operator
 
 
 @pytest.fixture
@@ -136,8 +137,6 @@ def test_a_retry_completes_a_promotion_whose_try_stopped_after_moving_the_champi
 ) -> None:
     """Airflow retries a deploy task from execute(): the version is the champion, still reads
     'staged', and must end promoted after the deploy's checks ran again, not 'deployed directly'."""
-    from ct_airflow.operators.deployment import DeployModelOperator
-
     shadow = config.model_copy(update={"deploy": config.deploy.model_copy(update={"strategy": "shadow"})})
     registry.set_champion_alias(shadow, "2")  # the earlier try's deploy moved it, then the worker died
     checked: list[str] = []
@@ -147,20 +146,9 @@ def test_a_retry_completes_a_promotion_whose_try_stopped_after_moving_the_champi
         staging.unstage(config, version)
         return Deployed(version)
 
-    def no_staging(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("the champion must not be staged again")
-
     monkeypatch.delenv("CT_SERVING_URL", raising=False)
     monkeypatch.setattr(rollout, "deploy_version", deploy)
-    monkeypatch.setattr(rollout, "stage_version", no_staging)
-    operator = DeployModelOperator(
-        task_id="deploy",
-        pipeline="churn",
-        registered={"version": "2"},
-        trained={"test_path": "unused"},
-        decision={"summary": "gate passed"},
-    )
-    monkeypatch.setattr(operator, "load_config", lambda: shadow)
+    operator = retried_deploy_operator(monkeypatch, shadow)
     ti = TaskInstance()
     result = operator.execute({"ti": ti, "task": operator, "outlet_events": {}})  # type: ignore[arg-type]
     assert result["action"] == "promote" and checked == ["2"]
