@@ -173,11 +173,14 @@ class PredictionService:
     log: Path
 
 
-def start_prediction_service(root: Path, env: dict[str, str]) -> PredictionService:
-    """Start the service with ``env`` on a free port and wait until it answers /health."""
+def start_prediction_service(
+    root: Path, env: dict[str, str], *, port: int | None = None, token: str | None = None
+) -> PredictionService:
+    """Start the service with ``env`` (on ``port`` with ``token`` to restart one in place, else a
+    free port and a new token) and wait until it answers /health."""
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    token = uuid.uuid4().hex
+    port = port or free_port()
+    token = token or uuid.uuid4().hex
     log_path = root / "serving.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "include.ct_serving", "serve", "--port", str(port)],

@@ -6,6 +6,7 @@ service process, two pipelines. In one, the first version is deployed directly; 
 staged in shadow while clients send traffic with ids and their labels arrive; the deploy task
 waits deferred in the triggerer (holding no worker slot) until the live evidence promotes it; the
 run note says so. In the other, the second version is a canary whose latency is over its budget:
+the service is restarted while the deploy task waits and comes back in the same staged state; then
 the triggerer's guardrail rolls it back within seconds, without labels, and no request fails.
 """
 
@@ -64,6 +65,11 @@ CANARY_ONLINE = """  strategy: canary
 # Staged to rolled back, traffic starting once staged: the guardrail's poll, the triggerer's loop
 # and a task process resuming; waiting for labels would take max_wait_hours (360 s).
 GUARDRAIL_BOUND_SECONDS = 120
+SERVING_ENV = {
+    "CT_SERVING_PIPELINES": f"{PIPELINE},{CANARY}",
+    "CT_SERVING_POLL_SECONDS": "2",
+    "CT_PREDICTION_LOG_FLUSH_SECONDS": "0.5",
+}
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +99,7 @@ def stack(
     with throwaway_database() as database, pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
-        service = start_prediction_service(
-            tmp_path / "serving",
-            {
-                **env,
-                "CT_SERVING_PIPELINES": f"{PIPELINE},{CANARY}",
-                "CT_SERVING_POLL_SECONDS": "2",
-                "CT_PREDICTION_LOG_FLUSH_SECONDS": "0.5",
-            },
-        )
+        service = start_prediction_service(tmp_path / "serving", {**env, **SERVING_ENV})
         # No ct_serving connection in this deployment: the hook falls back to these variables.
         env |= {"CT_SERVING_URL": service.url, "CT_SERVING_RELOAD_TOKEN": service.token}
         try:
@@ -180,8 +178,13 @@ def test_shadow_then_promote_on_live_labels_through_the_triggerer(
 
 
 def test_a_canary_over_its_latency_budget_is_rolled_back_under_load_within_seconds(
-    stack: tuple[AirflowStack, PredictionService], postgres_mlflow: MlflowServer
+    stack: tuple[AirflowStack, PredictionService],
+    postgres_mlflow: MlflowServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """Also: the service restarted mid-canary, while the deploy task waits deferred, comes back on
+    its address in the same staged state, read from the registry, and the wait goes on."""
     airflow, service = stack
     client = MlflowClient(postgres_mlflow.url)
     trigger(airflow, "first version", CANARY)
@@ -194,6 +197,26 @@ def test_a_canary_over_its_latency_budget_is_rolled_back_under_load_within_secon
         time.sleep(0.5)
         status = httpx.get(f"{service.url}/v1/models/{CANARY}", timeout=10).json()
     assert (status["mode"], status["challenger"]) == ("canary", "2"), status
+    stop(service.process)
+    port = int(service.url.rsplit(":", 1)[1])
+    service = start_prediction_service(tmp_path / "restarted", SERVING_ENV, port=port, token=service.token)
+    request.addfinalizer(lambda: stop(service.process))
+    deadline, status = time.monotonic() + 120, {}
+    while time.monotonic() < deadline and status.get("challenger_state") != "serving":
+        time.sleep(0.5)
+        status = httpx.get(f"{service.url}/v1/models/{CANARY}", timeout=10).json()
+    assert (status["version"], status["mode"], status["challenger"], status["share"]) == (
+        "1",
+        "canary",
+        "2",
+        0.2,
+    )
+    run_id = airflow.runs(CANARY_DAG_ID)[1][0]
+    deadline, instance = time.monotonic() + 60, None
+    while time.monotonic() < deadline and (instance is None or instance[1] != "deferred"):
+        instance = airflow.task_instance(CANARY_DAG_ID, run_id, "deploy")
+        time.sleep(0.5)
+    assert instance is not None and instance[1] == "deferred", instance  # the wait holds no worker
     with LiveTraffic(service.url, CANARY, clients=4, batch=1, label=False, pause=0.02) as traffic:
         runs = airflow.wait_for_runs(CANARY_DAG_ID, 2)
     run_id, state, _ = runs[1]
