@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import psycopg2
 
-from testbed.services import PostgresDatabase, free_port, stop, wait_for_http
+from testbed.services import PostgresDatabase, free_port, stop_group, wait_for_http
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -219,14 +219,18 @@ def airflow_stack(
         yield stack
     finally:
         for process in stack.processes.values():
-            stop(process)
+            stop_group(process)
         if celery_workers:
             _delete_redis_keys(redis_prefix)
 
 
 def _start(home: Path, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        command, env=env, stdout=(home / f"{name}.log").open("ab"), stderr=subprocess.STDOUT
+        command,
+        env=env,
+        stdout=(home / f"{name}.log").open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stopping it stops its workers too
     )
 
 

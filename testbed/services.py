@@ -3,8 +3,10 @@ throwaway PostgreSQL databases; each is stopped (or dropped) by whoever started 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -119,6 +121,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop ``process``, started with ``start_new_session``, and whatever it left in its process
+    group: a leader killed after its grace period cannot stop its own children."""
+    stop(process)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 @dataclass
