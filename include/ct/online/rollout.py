@@ -69,7 +69,7 @@ def stage_version(
     strategy = config.deploy.strategy
     if strategy not in ONLINE_STRATEGIES:
         raise ValueError(f"deploy.strategy {strategy!r} needs no online validation")
-    tags = registry.client().get_model_version(config.registered_model_name, version).tags
+    tags = registry.version_tags(config, version)
     if tags.get(DECISION) in UNDEPLOYABLE:
         raise DeploymentError(
             f"version {version} is marked {tags[DECISION]}: {tags.get(DECISION_REASON, '')}"
@@ -128,7 +128,7 @@ def settled_outcome(config: PipelineConfig, version: str) -> dict[str, Any] | No
     """How online validation of ``version`` already ended (promoted or rejected), read back from its
     tags; None while it was never staged or is still under validation. A retried deploy reports
     this instead of deploying again."""
-    tags = registry.client().get_model_version(config.registered_model_name, version).tags
+    tags = registry.version_tags(config, version)
     status = tags.get(staging.STATUS)
     if status not in SETTLED:
         return None
@@ -143,7 +143,7 @@ def settled_outcome(config: PipelineConfig, version: str) -> dict[str, Any] | No
 def _settled_action(config: PipelineConfig, version: str) -> Action:
     """A version taken off staging elsewhere (a retry, a person): promoted if it was, or if it is
     the champion (a promotion whose last tag was never written); else rolled back."""
-    tags = registry.client().get_model_version(config.registered_model_name, version).tags
+    tags = registry.version_tags(config, version)
     if tags.get(staging.STATUS) == "promoted":
         return "promote"
     champion = registry.get_champion(config)
@@ -200,7 +200,7 @@ def complete_interrupted_promotion(
     was under online validation and already holds ``champion``. The deploy's checks run again
     (nothing moves twice; a failure moves the alias back) and the promotion is recorded. None
     when that is not what happened."""
-    tags = registry.client().get_model_version(config.registered_model_name, version).tags
+    tags = registry.version_tags(config, version)
     if tags.get(staging.STATUS) in SETTLED or tags.get(staging.STRATEGY) not in ONLINE_STRATEGIES:
         return None
     champion = registry.get_champion(config)

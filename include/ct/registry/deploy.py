@@ -384,7 +384,7 @@ def deploy_version(
     service: ServiceClient | None,
 ) -> DeployResult:
     """Move ``champion`` to ``version`` and prove the live service serves it; roll back on failure."""
-    tags = registry.client().get_model_version(config.registered_model_name, version).tags
+    tags = registry.version_tags(config, version)
     if tags.get(DECISION) in UNDEPLOYABLE:
         raise DeploymentError(
             f"version {version} is marked {tags[DECISION]}: {tags.get(DECISION_REASON, '')}"

@@ -184,6 +184,12 @@ def logged_model_id(run_id: str) -> str:
     return str(models[0].model_id)
 
 
+def version_tags(config: PipelineConfig, version: str) -> dict[str, str]:
+    """The tags of ``version`` of the pipeline's registered model."""
+    tags: dict[str, str] = client().get_model_version(config.registered_model_name, version).tags
+    return tags
+
+
 def set_version_tags(config: PipelineConfig, version: str, tags: dict[str, str]) -> None:
     mlflow_client = client()
     for key, value in tags.items():

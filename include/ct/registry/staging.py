@@ -98,7 +98,7 @@ def stage(
 
 def record_step(config: PipelineConfig, version: str, step: str, tags: dict[str, str] | None = None) -> None:
     """Append one line to the version's online-validation log (``ct.online_steps``) and set ``tags``."""
-    current = registry.client().get_model_version(config.registered_model_name, version).tags.get(STEPS, "")
+    current = registry.version_tags(config, version).get(STEPS, "")
     line = f"{datetime.now(UTC).isoformat(timespec='seconds')} {step}"
     registry.set_version_tags(config, version, {**(tags or {}), STEPS: f"{current}\n{line}".strip()[-5000:]})
 

@@ -199,7 +199,7 @@ class DeployModelOperator(PipelineOperator):
         from include.ct.registry import registry, staging
 
         try:
-            tags = registry.client().get_model_version(config.registered_model_name, version).tags
+            tags = registry.version_tags(config, version)
             steps = staging.traffic_path(tags.get(staging.STEPS, ""))
         except Exception:  # a note without the path beats a task failed over it
             self.log.warning("could not read the online steps of version %s", version, exc_info=True)
