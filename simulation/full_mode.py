@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from simulation.policies import no_batch_reason
-from simulation.records import GATED, DayRecord, Outcome
+from simulation.records import GATE_RECORDS, GATED, DayRecord
 from simulation.scoring import as_number
 
 _BATCH_DAY = re.compile(r"day_(\d+)")
@@ -97,7 +97,7 @@ def pipeline_record(
         "training_days": run.training_days,
     }
     if not decision.get("promote"):
-        kept: Outcome = "inconclusive" if decision.get("outcome") == "inconclusive" else "rejected"
+        kept = GATE_RECORDS.get(str(decision.get("outcome")), "rejected")
         return DayRecord(**common, trigger=run.trigger, reason=run.reason, outcome=kept, **gate)
     if run.version is not None and run.champion == run.version and run.tasks.get("deploy") == "success":
         return DayRecord(**common, trigger=run.trigger, reason=run.reason, outcome="promoted", **gate)

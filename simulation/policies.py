@@ -15,6 +15,7 @@ from include.ct.modeling.window import choose_window
 from include.ct.online.decision import live_confidence
 from simulation.online import AUDIT_DAYS, Audit, Staged, judge, serve_day
 from simulation.records import (
+    GATE_RECORDS,
     LEVEL0,
     NEW_MODEL_OUTCOMES,
     ONLINE_POLICIES,
@@ -241,13 +242,7 @@ class LibraryPolicies:
                 )
             else:
                 decision = gate_decision(self.gates[name], challenger, state.model, state.version, gate_test)
-                outcome = (
-                    "promoted"
-                    if decision.promote
-                    else "inconclusive"
-                    if decision.inconclusive
-                    else "rejected"
-                )
+                outcome = GATE_RECORDS[decision.outcome]
                 gate |= {
                     "decision_reasons": list(decision.reasons),
                     "challenger_value": as_number(decision.challenger),

@@ -41,6 +41,11 @@ Outcome = Literal[
 # staged: the gate promoted it to online validation; waiting: the run queued behind a staged version
 BASELINES: tuple[str, ...] = (ALWAYS_DEPLOY, LEVEL0, ORACLE)  # library computations in full mode
 NOT_PROMOTED = ("rejected", "inconclusive")  # the gate's two ways of keeping the champion
+GATE_RECORDS: dict[str, Outcome] = {  # the gate's decision -> the day's record
+    "promote": "promoted",
+    "reject": "rejected",
+    "inconclusive": "inconclusive",
+}
 GATE_OUTCOMES = ("promoted", *NOT_PROMOTED, "quarantined", "failed", "staged")
 NEW_MODEL_OUTCOMES = frozenset({"promoted", "deployed"})
 

@@ -14,6 +14,7 @@ from simulation.deployment_claims import audits, labels_spent, promotions, skewe
 from simulation.records import (
     ALWAYS_DEPLOY,
     GATE_OUTCOMES,
+    GATE_RECORDS,
     GATED,
     GATED_CANARY,
     GATED_SHADOW,
@@ -141,7 +142,7 @@ def write_report(result: SimulationResult, out_dir: Path | str) -> Path:
         row = by_day[day]
         gate = row[GATED]
         if gate.outcome in ("promoted", *NOT_PROMOTED):
-            word = {"promoted": "promote", "rejected": "reject"}.get(gate.outcome, gate.outcome)
+            word = {record: said for said, record in GATE_RECORDS.items()}[gate.outcome]
             verdict = f"{word} {fmt(gate.challenger_value)}"
             verdict += f" vs {fmt(gate.champion_value)}" if gate.champion_value is not None else ""
         else:
