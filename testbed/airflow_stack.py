@@ -162,6 +162,24 @@ class AirflowStack:
             f"--- {name}\n{(self.home / f'{name}.log').read_text()[-tail:]}" for name in self.processes
         )
 
+    def task_log(self, dag_id: str, run_id: str, task_id: str, tail: int = 40) -> str:
+        """The last ``tail`` events of each try of one task, as ``time level event`` lines."""
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        tries = []
+        for path in sorted(folder.glob("attempt=*.log")):
+            events = []
+            for line in path.read_text().splitlines()[-tail:]:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    events.append(line)
+                    continue
+                events.append(
+                    f"{entry.get('timestamp', '')} {entry.get('level', '')} {entry.get('event', '')}"
+                )
+            tries.append(f"--- {path.name}\n" + "\n".join(events))
+        return "\n".join(tries) or f"no log under {folder}"
+
 
 @contextmanager
 def airflow_stack(

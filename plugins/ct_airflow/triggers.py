@@ -108,6 +108,11 @@ class OnlineValidationTrigger(BaseTrigger):
     the error rate, p99 latency: a breach rolls back without waiting for labels); every
     ``poll_seconds`` it also reads the live evidence and the sequential test. It fires once the
     decision is promote, roll back or (canary) the next step. The logic is in ``include.ct.online``.
+
+    No event fires sooner than ``hold_seconds`` after the trigger starts. The worker that deferred
+    reports its exit to the scheduler a few seconds late; if the resumed try is already running by
+    then, Airflow 3.3 fails it as changed externally (apache/airflow issue 72716). The hold lets that
+    report land first.
     """
 
     def __init__(
@@ -117,6 +122,7 @@ class OnlineValidationTrigger(BaseTrigger):
         service_url: str,
         poll_seconds: float = 30.0,
         guardrail_seconds: float = 5.0,
+        hold_seconds: float = 0.0,
     ) -> None:
         super().__init__()
         self.pipeline = pipeline
@@ -124,6 +130,7 @@ class OnlineValidationTrigger(BaseTrigger):
         self.service_url = service_url
         self.poll_seconds = poll_seconds
         self.guardrail_seconds = guardrail_seconds
+        self.hold_seconds = hold_seconds
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -134,6 +141,7 @@ class OnlineValidationTrigger(BaseTrigger):
                 "service_url": self.service_url,
                 "poll_seconds": self.poll_seconds,
                 "guardrail_seconds": self.guardrail_seconds,
+                "hold_seconds": self.hold_seconds,
             },
         )
 
@@ -146,6 +154,7 @@ class OnlineValidationTrigger(BaseTrigger):
         from include.ct.online.decision import OnlineDecision, guardrail_breach
         from include.ct.online.rollout import assess
 
+        earliest_event = time.monotonic() + self.hold_seconds
         next_assessment = 0.0
         async with httpx.AsyncClient(base_url=self.service_url, timeout=10) as http:
             while True:
@@ -171,6 +180,16 @@ class OnlineValidationTrigger(BaseTrigger):
                     next_assessment = time.monotonic() + self.poll_seconds
                 if decision is not None:
                     if decision.action != "wait":
+                        held = earliest_event - time.monotonic()
+                        if held > 0:
+                            log.info(
+                                "%s v%s: %s; firing in %.1f s, once the deferring worker's exit is in",
+                                self.pipeline,
+                                self.version,
+                                decision.action,
+                                held,
+                            )
+                            await asyncio.sleep(held)
                         yield TriggerEvent(json.loads(json.dumps(decision.to_dict(), default=float)))
                         return
                     log.info("%s v%s: %s", self.pipeline, self.version, decision.reason)
