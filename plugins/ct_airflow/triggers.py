@@ -21,6 +21,18 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 log = logging.getLogger(__name__)
 
 
+async def hold_until(earliest: float, what: str) -> None:
+    """Sleep until ``time.monotonic()`` reaches ``earliest``: a deferred task's trigger holds an event
+    that was ready at once, so the deferring worker's exit reaches the scheduler before the resumed
+    try runs (else Airflow 3.3 fails that try as changed externally: apache/airflow issue 72716)."""
+    import time
+
+    held = earliest - time.monotonic()
+    if held > 0:
+        log.info("%s; firing in %.1f s, once the deferring worker's exit is in", what, held)
+        await asyncio.sleep(held)
+
+
 class NewBatchTrigger(BaseEventTrigger):
     """Fires once per set of newly settled batch files in a pipeline's landing zone.
 
@@ -107,12 +119,8 @@ class OnlineValidationTrigger(BaseTrigger):
     Every ``guardrail_seconds`` it reads the service's figures for the challenger (a failed load,
     the error rate, p99 latency: a breach rolls back without waiting for labels); every
     ``poll_seconds`` it also reads the live evidence and the sequential test. It fires once the
-    decision is promote, roll back or (canary) the next step. The logic is in ``include.ct.online``.
-
-    No event fires sooner than ``hold_seconds`` after the trigger starts. The worker that deferred
-    reports its exit to the scheduler a few seconds late; if the resumed try is already running by
-    then, Airflow 3.3 fails it as changed externally (apache/airflow issue 72716). The hold lets that
-    report land first.
+    decision is promote, roll back or (canary) the next step, and no sooner than ``hold_seconds``
+    after it started (``hold_until``). The logic is in ``include.ct.online``.
     """
 
     def __init__(
@@ -180,16 +188,9 @@ class OnlineValidationTrigger(BaseTrigger):
                     next_assessment = time.monotonic() + self.poll_seconds
                 if decision is not None:
                     if decision.action != "wait":
-                        held = earliest_event - time.monotonic()
-                        if held > 0:
-                            log.info(
-                                "%s v%s: %s; firing in %.1f s, once the deferring worker's exit is in",
-                                self.pipeline,
-                                self.version,
-                                decision.action,
-                                held,
-                            )
-                            await asyncio.sleep(held)
+                        await hold_until(
+                            earliest_event, f"{self.pipeline} v{self.version}: {decision.action}"
+                        )
                         yield TriggerEvent(json.loads(json.dumps(decision.to_dict(), default=float)))
                         return
                     log.info("%s v%s: %s", self.pipeline, self.version, decision.reason)
@@ -202,15 +203,19 @@ class BatchInputTrigger(BaseTrigger):
     With ``source: files`` it fires once the day's folder has files that stayed unchanged between
     two looks ``poll_seconds`` apart (a day uploaded as several files is taken whole); with
     ``source: sql`` after each ``poll_seconds``, for the task to run the day's query again. At the
-    deadline it fires with ``last_look``: the task looks once more, then skips.
+    deadline it fires with ``last_look``: the task looks once more, then skips. It fires no sooner
+    than ``hold_seconds`` after it started (``hold_until``).
     """
 
-    def __init__(self, pipeline: str, day: str, deadline: str, poll_seconds: float = 60.0) -> None:
+    def __init__(
+        self, pipeline: str, day: str, deadline: str, poll_seconds: float = 60.0, hold_seconds: float = 0.0
+    ) -> None:
         super().__init__()
         self.pipeline = pipeline
         self.day = day
         self.deadline = deadline
         self.poll_seconds = poll_seconds
+        self.hold_seconds = hold_seconds
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -220,15 +225,18 @@ class BatchInputTrigger(BaseTrigger):
                 "day": self.day,
                 "deadline": self.deadline,
                 "poll_seconds": self.poll_seconds,
+                "hold_seconds": self.hold_seconds,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        import time
         from datetime import UTC, date, datetime
 
         from include.ct.batch.inputs import day_files_state
         from include.ct.config import find_pipeline_config
 
+        earliest_event = time.monotonic() + self.hold_seconds
         config = await asyncio.to_thread(find_pipeline_config, self.pipeline)
         day, until = date.fromisoformat(self.day), datetime.fromisoformat(self.deadline)
         watch_files = config.batch is not None and config.batch.source.type == "files"
@@ -242,4 +250,5 @@ class BatchInputTrigger(BaseTrigger):
                 break
             seen = files
         last_look = datetime.now(UTC) >= until
+        await hold_until(earliest_event, f"{self.pipeline} {self.day}: ready to look again")
         yield TriggerEvent({"deadline": self.deadline, "last_look": last_look})

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ct_airflow.operators.base import resume_hold_seconds
 from ct_airflow.operators.batch import LocateBatchOperator
 from ct_airflow.triggers import BatchInputTrigger
 from include.ct.config import PipelineConfig
@@ -57,6 +58,14 @@ def test_the_trigger_fires_for_a_last_look_at_the_deadline(churn: PipelineConfig
     assert time.monotonic() - started >= 0.7
 
 
+def test_the_trigger_holds_an_early_last_look_for_the_deferring_workers_exit(churn: PipelineConfig) -> None:
+    started = time.monotonic()
+    trigger = BatchInputTrigger("churn", DAY.isoformat(), _deadline(0.2), poll_seconds=0.3, hold_seconds=1.0)
+    event = _first_event(trigger)
+    assert event["last_look"] is True
+    assert time.monotonic() - started >= 1.0
+
+
 def _locate() -> LocateBatchOperator:
     return LocateBatchOperator(task_id="locate", pipeline="churn", resolved={"day": DAY.isoformat()})
 
@@ -70,6 +79,7 @@ def test_a_missing_input_before_the_deadline_defers_to_the_trigger_with_a_timeou
     trigger = deferred.value.trigger
     assert isinstance(trigger, BatchInputTrigger)
     assert (trigger.day, trigger.deadline) == (DAY.isoformat(), deadline)
+    assert trigger.hold_seconds == resume_hold_seconds()  # an early event waits for the worker's exit
     assert deferred.value.method_name == "look_for_input"
     assert timedelta(seconds=600) < deferred.value.timeout < timedelta(seconds=1000)  # type: ignore[operator]
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from ct_airflow.operators.deployment import SCHEDULER_LOOP_MARGIN_SECONDS, DeployModelOperator
+from ct_airflow.operators.base import SCHEDULER_LOOP_MARGIN_SECONDS
+from ct_airflow.operators.deployment import DeployModelOperator
 from ct_airflow.triggers import OnlineValidationTrigger
 from include.ct.config import PipelineConfig
 from include.ct.online.decision import OnlineDecision

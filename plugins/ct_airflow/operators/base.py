@@ -74,6 +74,21 @@ def announced_champions(context: Context) -> list[str] | None:
     return [str(version) for event in events if (version := (event.extra or {}).get("version"))]
 
 
+# Time for the scheduler to read a deferring worker's exit once its supervisor has noticed it.
+SCHEDULER_LOOP_MARGIN_SECONDS = 5.0
+
+
+def resume_hold_seconds() -> float:
+    """How long a trigger holds an event that is ready at once, so the deferring worker's exit
+    reaches the scheduler before the resumed try runs (else Airflow 3.3 fails that try as changed
+    externally: apache/airflow issue 72716). The worker's supervisor notices the exit within
+    ``[workers] min_heartbeat_interval``."""
+    from airflow.sdk import conf
+
+    exit_noticed = conf.getfloat("workers", "min_heartbeat_interval", fallback=5.0)
+    return exit_noticed + SCHEDULER_LOOP_MARGIN_SECONDS
+
+
 class PipelineOperator(BaseOperator):
     """A task of one pipeline, whose config it loads by name at run time.
 

@@ -17,7 +17,13 @@ from airflow.sdk import BaseHook, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ct_airflow.links import MlflowModelVersionLink, ValidationReportLink, set_link
-from ct_airflow.operators.base import PipelineOperator, Upstream, announced_champions, trigger_of
+from ct_airflow.operators.base import (
+    PipelineOperator,
+    Upstream,
+    announced_champions,
+    resume_hold_seconds,
+    trigger_of,
+)
 
 # Handed to the Spark job: where the library, its configs, its data and MLflow are.
 SPARK_JOB_ENVIRONMENT = (
@@ -152,7 +158,13 @@ class LocateBatchOperator(BatchPipelineOperator):
             poll = config.batch.input_poll_seconds
             self.log.info("No input yet (%s); waiting for it until %s", exc, event["deadline"])
             self.defer(
-                trigger=BatchInputTrigger(config.name, self.resolved["day"], event["deadline"], poll),
+                trigger=BatchInputTrigger(
+                    config.name,
+                    self.resolved["day"],
+                    event["deadline"],
+                    poll,
+                    hold_seconds=resume_hold_seconds(),
+                ),
                 method_name="look_for_input",
                 # a triggerer that is down fails the task instead of keeping it deferred for ever
                 timeout=deadline - now + timedelta(seconds=poll + 300),

@@ -10,11 +10,13 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ct_airflow.hooks.serving import PredictionServiceHook
 from ct_airflow.links import MlflowModelVersionLink, set_link
-from ct_airflow.operators.base import PipelineOperator, Upstream, announce_champion, run_lineage
-
-# Time for the scheduler to read a deferring worker's exit after its supervisor noticed it, before
-# the resumed try may start (see OnlineValidationTrigger).
-SCHEDULER_LOOP_MARGIN_SECONDS = 5.0
+from ct_airflow.operators.base import (
+    PipelineOperator,
+    Upstream,
+    announce_champion,
+    resume_hold_seconds,
+    run_lineage,
+)
 
 
 class RegisterModelOperator(PipelineOperator):
@@ -224,13 +226,8 @@ class DeployModelOperator(PipelineOperator):
     def _defer(self, config: Any, version: str, service_url: str) -> None:
         from datetime import timedelta
 
-        from airflow.sdk import conf
-
         from ct_airflow.triggers import OnlineValidationTrigger
 
-        # A worker's supervisor notices its task process's exit within [workers]
-        # min_heartbeat_interval; the scheduler then needs a loop or two to read it.
-        exit_reported = conf.getfloat("workers", "min_heartbeat_interval", fallback=5.0)
         self.defer(
             trigger=OnlineValidationTrigger(
                 pipeline=config.name,
@@ -238,7 +235,7 @@ class DeployModelOperator(PipelineOperator):
                 service_url=service_url,
                 poll_seconds=config.deploy.online.poll_seconds,
                 guardrail_seconds=config.deploy.online.guardrail_poll_seconds,
-                hold_seconds=exit_reported + SCHEDULER_LOOP_MARGIN_SECONDS,
+                hold_seconds=resume_hold_seconds(),
             ),
             method_name="execute_complete",
             # The decision itself gives up at max_wait_hours; this only bounds a lost trigger.
