@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -14,18 +13,10 @@ from ct_airflow.operators.base import resume_hold_seconds
 from ct_airflow.operators.batch import LocateBatchOperator
 from ct_airflow.triggers import BatchInputTrigger
 from include.ct.config import PipelineConfig
+from tests.helpers.triggers import first_event
 from tools import datagen
 
 DAY = date(2026, 12, 1)
-
-
-def _first_event(trigger: BatchInputTrigger) -> dict[str, Any]:
-    async def first() -> dict[str, Any]:
-        async for event in trigger.run():
-            return dict(event.payload)
-        raise AssertionError("the trigger ended without an event")
-
-    return asyncio.run(first())
 
 
 def _deadline(seconds: float) -> str:
@@ -44,7 +35,7 @@ def test_the_trigger_fires_once_the_days_files_have_landed_and_settled(churn: Pi
     started = time.monotonic()
     lands.start()
     try:
-        event = _first_event(BatchInputTrigger("churn", DAY.isoformat(), _deadline(30), poll_seconds=0.3))
+        event = first_event(BatchInputTrigger("churn", DAY.isoformat(), _deadline(30), poll_seconds=0.3))
     finally:
         lands.join()
     assert event["last_look"] is False
@@ -53,7 +44,7 @@ def test_the_trigger_fires_once_the_days_files_have_landed_and_settled(churn: Pi
 
 def test_the_trigger_fires_for_a_last_look_at_the_deadline(churn: PipelineConfig) -> None:
     started = time.monotonic()
-    event = _first_event(BatchInputTrigger("churn", DAY.isoformat(), _deadline(0.8), poll_seconds=0.3))
+    event = first_event(BatchInputTrigger("churn", DAY.isoformat(), _deadline(0.8), poll_seconds=0.3))
     assert event["last_look"] is True
     assert time.monotonic() - started >= 0.7
 
@@ -61,7 +52,7 @@ def test_the_trigger_fires_for_a_last_look_at_the_deadline(churn: PipelineConfig
 def test_the_trigger_holds_an_early_last_look_for_the_deferring_workers_exit(churn: PipelineConfig) -> None:
     started = time.monotonic()
     trigger = BatchInputTrigger("churn", DAY.isoformat(), _deadline(0.2), poll_seconds=0.3, hold_seconds=1.0)
-    event = _first_event(trigger)
+    event = first_event(trigger)
     assert event["last_look"] is True
     assert time.monotonic() - started >= 1.0
 

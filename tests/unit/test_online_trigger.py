@@ -3,7 +3,6 @@ waits for the deferring worker's exit to reach the scheduler (apache/airflow iss
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -15,17 +14,9 @@ from ct_airflow.operators.deployment import DeployModelOperator
 from ct_airflow.triggers import OnlineValidationTrigger
 from include.ct.config import PipelineConfig
 from include.ct.online.decision import OnlineDecision
+from tests.helpers.triggers import first_event
 
 UNREACHABLE = "http://127.0.0.1:9"  # nothing listens: the trigger reads no service status
-
-
-def _first_event(trigger: OnlineValidationTrigger) -> dict[str, Any]:
-    async def first() -> dict[str, Any]:
-        async for event in trigger.run():
-            return dict(event.payload)
-        raise AssertionError("the trigger ended without an event")
-
-    return asyncio.run(first())
 
 
 @pytest.fixture
@@ -51,14 +42,14 @@ def test_the_trigger_serializes_to_what_rebuilds_it() -> None:
 
 def test_a_decision_made_at_once_fires_only_after_the_hold(decisions: list[float]) -> None:
     started = time.monotonic()
-    event = _first_event(OnlineValidationTrigger("churn", "2", UNREACHABLE, hold_seconds=1.0))
+    event = first_event(OnlineValidationTrigger("churn", "2", UNREACHABLE, hold_seconds=1.0))
     assert event["action"] == "promote"
     assert decisions[0] - started < 1.0  # decided on the first look ...
     assert time.monotonic() - started >= 1.0  # ... announced once the hold was over
 
 
 def test_without_a_hold_the_decision_fires_on_the_first_look(decisions: list[float]) -> None:
-    event = _first_event(OnlineValidationTrigger("churn", "2", UNREACHABLE, guardrail_seconds=30))
+    event = first_event(OnlineValidationTrigger("churn", "2", UNREACHABLE, guardrail_seconds=30))
     assert event["action"] == "promote"
     assert len(decisions) == 1  # no second look: the 30 s guardrail sleep never ran
 
