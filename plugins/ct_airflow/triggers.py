@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -25,8 +26,6 @@ async def hold_until(earliest: float, what: str) -> None:
     """Sleep until ``time.monotonic()`` reaches ``earliest``: a deferred task's trigger holds an event
     that was ready at once, so the deferring worker's exit reaches the scheduler before the resumed
     try runs (else Airflow 3.3 fails that try as changed externally: apache/airflow issue 72716)."""
-    import time
-
     held = earliest - time.monotonic()
     if held > 0:
         log.info("%s; firing in %.1f s, once the deferring worker's exit is in", what, held)
@@ -154,8 +153,6 @@ class OnlineValidationTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        import time
-
         import httpx
 
         from include.ct.config import find_pipeline_config
@@ -230,7 +227,6 @@ class BatchInputTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        import time
         from datetime import UTC, date, datetime
 
         from include.ct.batch.inputs import day_files_state

@@ -156,11 +156,12 @@ def test_shadow_then_promote_on_live_labels_through_the_triggerer(
                 assert (status["version"], status["mode"], status["challenger"]) == ("1", "shadow", "2")
             time.sleep(1)
     runs = airflow.runs(DAG_ID)
-    assert runs[1][1] == "success", (runs, airflow.task_log(DAG_ID, run_id, "deploy"), airflow.logs())
+    deploy_log = airflow.task_log(DAG_ID, run_id, "deploy")
+    assert runs[1][1] == "success", (runs, deploy_log, airflow.logs())
     assert deferred_seen  # the wait ran in the triggerer, not in a worker slot
     # Resumed in the try that deferred: the scheduler did not take the deferring worker's exit for
     # the resumed try's end and retry it (apache/airflow issue 72716).
-    assert airflow.task_instance(DAG_ID, run_id, "deploy")[2] == 1, airflow.task_log(DAG_ID, run_id, "deploy")  # type: ignore[index]
+    assert airflow.task_instance(DAG_ID, run_id, "deploy")[2] == 1, deploy_log  # type: ignore[index]
     deployed = airflow.xcom(DAG_ID, run_id, "deploy")
     assert deployed["action"] == "promote", deployed
     assert client.get_model_version_by_alias(PIPELINE, "champion").version == "2"
